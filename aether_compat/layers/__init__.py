@@ -1,0 +1,7 @@
+"""The backends, named for `settings.CHANNEL_LAYERS`: `aether_compat.layers.` +
+`InMemoryChannelLayer` or `RedisChannelLayer`."""
+
+from .base import AetherLayer
+from .memory import InMemoryChannelLayer
+
+__all__ = ["AetherLayer", "InMemoryChannelLayer"]

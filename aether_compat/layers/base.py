@@ -1,0 +1,117 @@
+"""What both aether_compat layers add to `channels.layers.BaseChannelLayer`: the
+shared settings, name rules that also allow `:` in group names, and the parts of
+group delivery that count into a `SendResult`."""
+
+import re
+from collections.abc import Mapping
+from re import Pattern
+from typing import Any
+
+from channels.layers import BaseChannelLayer
+
+from ..errors import SessionSendFailed
+from ..results import SendResult
+from ..sessions import Sender, SessionTable
+from . import codec
+
+_CHANNEL_NAME = re.compile(r"[a-zA-Z\d\-_.]+(![\d\w\-_.]*)?")
+_GROUP_NAME = re.compile(r"[a-zA-Z\d\-_.:]+")
+_GROUP_COLON_RULE = " Group names may also contain colons (Aether style: 'room:lobby')."
+
+
+class AetherLayer(BaseChannelLayer):
+    """Base of our two backends. Subclasses implement the Channels API plus
+    `group_members`; `group_send` returns a `SendResult`."""
+
+    extensions = ["groups", "flush", "group_members", "sessions"]
+
+    def __init__(
+        self,
+        *,
+        expiry: float = 60,
+        group_expiry: float = 86400,
+        capacity: int = 100,
+        channel_capacity: Mapping[str | Pattern[str], int] | None = None,
+    ) -> None:
+        _require_positive("expiry", expiry)
+        _require_positive("group_expiry", group_expiry)
+        _require_positive("capacity", capacity, integer=True)
+        super().__init__(expiry=expiry, capacity=capacity)
+        self.group_expiry = group_expiry
+        for pattern, value in (channel_capacity or {}).items():
+            _require_positive(f"channel_capacity[{pattern!r}]", value, integer=True)
+        self.channel_capacity = self.compile_capacities(channel_capacity or {})
+        self.sessions = SessionTable()
+
+    # Names: Channels' rules, checked whole-string; groups may also hold ':'.
+
+    def require_valid_channel_name(self, name: Any, receive: bool = False) -> bool:
+        if not (
+            isinstance(name, str)
+            and len(name) < self.MAX_NAME_LENGTH
+            and _CHANNEL_NAME.fullmatch(name)
+        ):
+            raise TypeError(
+                f"{self.invalid_name_error.format('Channel')} Got {name!r}."
+            )
+        if receive and "!" in name and not name.endswith("!"):
+            raise TypeError(
+                f"Specific channel names in receive() must end at the !: {name!r}"
+            )
+        return True
+
+    def require_valid_group_name(self, name: Any) -> bool:
+        if not (
+            isinstance(name, str)
+            and len(name) < self.MAX_NAME_LENGTH
+            and _GROUP_NAME.fullmatch(name)
+        ):
+            raise TypeError(
+                f"{self.invalid_name_error.format('Group')}{_GROUP_COLON_RULE} "
+                f"Got {name!r}."
+            )
+        return True
+
+    # Sessions: a registered channel is fed by calling its sender.
+
+    async def register_session(self, session_id: str, sender: Sender) -> None:
+        """Deliver the messages of channel `session_id` to `sender` from now on."""
+        self.require_valid_channel_name(session_id)
+        self.sessions.register(session_id, sender)
+
+    async def unregister_session(self, session_id: str) -> None:
+        """Stop calling the session's sender; later messages queue as usual."""
+        self.require_valid_channel_name(session_id)
+        self.sessions.unregister(session_id)
+
+    async def group_members(self, group: str) -> set[str]:
+        raise NotImplementedError
+
+
+async def call_session(channel: str, sender: Sender, payload: bytes) -> None:
+    """Hand one encoded message to a session; its failure becomes SessionSendFailed."""
+    try:
+        await sender(codec.decode(payload))
+    except Exception as exc:
+        raise SessionSendFailed(channel, exc) from exc
+
+
+async def call_sessions(calls: list[tuple[str, Sender]], payload: bytes) -> SendResult:
+    """Deliver to several sessions one after another, counting each outcome."""
+    sent = 0
+    errors: list[BaseException] = []
+    for _channel, sender in calls:
+        try:
+            await sender(codec.decode(payload))
+        except Exception as exc:
+            errors.append(exc)
+        else:
+            sent += 1
+    return SendResult.of(sent, errors)
+
+
+def _require_positive(name: str, value: Any, integer: bool = False) -> None:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+        kind = "a positive integer" if integer else "a positive number"
+        raise ValueError(f"channel layer setting {name} must be {kind}, got {value!r}")

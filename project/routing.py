@@ -1,0 +1,3 @@
+"""WebSocket routes of the demo project."""
+
+websocket_urlpatterns: list = []

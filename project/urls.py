@@ -1,0 +1,3 @@
+"""HTTP routes of the demo project."""
+
+urlpatterns: list = []
