@@ -43,7 +43,8 @@ def test_non_ascii_survives():
         pytest.param("[1]", "object", id="not-object"),
         pytest.param('{"type": "t"}', "payload", id="missing-key"),
         pytest.param(
-            '{"type": 1, "payload": "p", "sender": null, "target": null, "timestamp": 1}',
+            '{"type": 1, "payload": "p", "sender": null, "target": null, '
+            '"timestamp": 1}',
             "type must be a string",
             id="wrong-type",
         ),
@@ -60,7 +61,8 @@ def test_non_ascii_survives():
             id="timestamp-bool",
         ),
         pytest.param(
-            '{"type": "t", "payload": "p", "sender": 3, "target": null, "timestamp": 1}',
+            '{"type": "t", "payload": "p", "sender": 3, "target": null, '
+            '"timestamp": 1}',
             "sender",
             id="sender-not-string",
         ),
