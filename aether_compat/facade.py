@@ -1,0 +1,281 @@
+"""The Aether Channels API (`Channels`, `Group`) over one Django Channels layer.
+
+The facade stores nothing: every call goes to one layer, the one given to
+`Channels.configure(layer)` or else Django's `get_channel_layer()`. Broadcasts travel as
+the Channels event `{"type": "aether.message", "text" | "bytes": ..., "sender": ...}`,
+so any consumer with an `aether_message` handler receives them.
+
+On aether_compat layers every feature is native. On a stock layer (Channels'
+`InMemoryChannelLayer`, channels_redis) group names with `:` are translated (see
+`names.py`), a broadcast reports only what the layer raises (stock `group_send` returns
+`None`), `group_members` and `register_session` raise `NotImplementedError`.
+"""
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from channels.exceptions import ChannelFull
+from channels.layers import get_channel_layer
+from django.core.exceptions import ImproperlyConfigured
+
+from .errors import MemberUnreachable, SessionSendFailed
+from .messages import (
+    AETHER_MESSAGE,
+    AetherBytesEvent,
+    AetherTextEvent,
+    ChannelMessage,
+    bytes_event,
+    text_event,
+)
+from .names import check_channel_name, check_group_name, stock_group_name
+from .results import SendResult
+from .sync import SyncChannels
+
+TextSender = Callable[[str | bytes], Awaitable[Any]]
+"""A session's sender: called with the text (`str`) or data (`bytes`) of a message."""
+
+logger = logging.getLogger(__name__)
+
+_NO_LAYER = (
+    "The Channels facade has no channel layer: settings.CHANNEL_LAYERS has no "
+    "'default' entry. Add one, e.g. CHANNEL_LAYERS = {'default': {'BACKEND': "
+    "'aether_compat.layers.InMemoryChannelLayer'}}, or call Channels.configure(layer)."
+)
+# Channels' own ChannelFull, so stock layers' full channels count as expected too.
+_EXPECTED_SEND_FAILURES = (ChannelFull, SessionSendFailed, MemberUnreachable)
+
+
+class ChannelsFacade:
+    """The Aether `Channels` singleton: groups, broadcasts with counts, sessions.
+
+    Use the module-level instance `Channels`; `Channels.sync` is the same API for code
+    that is not async.
+    """
+
+    __slots__ = ("_configured",)
+
+    def __init__(self) -> None:
+        self._configured: Any = None
+
+    def configure(self, layer: Any) -> None:
+        """Use `layer` from now on; `None` goes back to Django's default layer."""
+        if layer is not None and not callable(getattr(layer, "group_send", None)):
+            raise TypeError(
+                f"Channels.configure() needs a channel layer, got {layer!r}"
+            )
+        self._configured = layer
+
+    @property
+    def layer(self) -> Any:
+        """The layer in use: the configured one, else `get_channel_layer()`."""
+        if self._configured is not None:
+            return self._configured
+        layer = get_channel_layer()
+        if layer is None:
+            raise ImproperlyConfigured(_NO_LAYER)
+        return layer
+
+    @property
+    def sync(self) -> SyncChannels:
+        """The same API for sync code (views, commands, threads), without `await`."""
+        return SyncChannels(self)
+
+    def group(self, name: str) -> "Group":
+        """The group `name`, to broadcast to; raises `TypeError` for an invalid name."""
+        return Group(name, self)
+
+    async def group_add(self, group: str, session_id: str) -> None:
+        """Add the channel `session_id` to `group` (idempotent)."""
+        layer = self.layer
+        await layer.group_add(_group_on(layer, group), check_channel_name(session_id))
+
+    async def group_discard(self, group: str, session_id: str) -> None:
+        """Remove the channel `session_id` from `group`; absent members are fine."""
+        layer = self.layer
+        await layer.group_discard(
+            _group_on(layer, group), check_channel_name(session_id)
+        )
+
+    async def group_members(self, group: str) -> set[str]:
+        """The channels in `group` now (presence)."""
+        layer = self.layer
+        check_group_name(group)
+        if "group_members" not in _extensions(layer):
+            raise NotImplementedError(
+                f"{_class_name(layer)} cannot list group members: the Channels layer "
+                "API only adds, discards and sends, it never reads a group back. Use "
+                "aether_compat.layers.InMemoryChannelLayer or RedisChannelLayer."
+            )
+        return set(await layer.group_members(group))
+
+    async def send(self, session_id: str, message: str | ChannelMessage) -> bool:
+        """Send to one session; `True` when it was queued on its channel or taken by
+        its registered sender, `False` when the channel is full, the sender raised, or
+        the session is unreachable. Only invalid input raises (`TypeError`)."""
+        event = _text_event(message, None)
+        check_channel_name(session_id)
+        layer = self.layer
+        try:
+            await layer.send(session_id, event)
+        except _EXPECTED_SEND_FAILURES as exc:
+            logger.info("Channels.send to %r failed: %s", session_id, exc)
+            return False
+        except Exception:
+            logger.warning("Channels.send to %r failed", session_id, exc_info=True)
+            return False
+        return True
+
+    async def register_session(self, session_id: str, sender: TextSender) -> None:
+        """Deliver the `aether.message` events of channel `session_id` to `sender`,
+        as text or bytes, instead of queueing them."""
+        check_channel_name(session_id)
+        if not callable(sender):
+            raise TypeError(f"a session sender must be an async callable: {sender!r}")
+        layer = self.layer
+        if "sessions" not in _extensions(layer):
+            raise NotImplementedError(
+                f"{_class_name(layer)} has no sessions: a stock layer delivers only "
+                "through receive(). Handle 'aether.message' events in a consumer "
+                "(an aether_message method), or use an aether_compat layer."
+            )
+        await layer.register_session(session_id, _event_sender(session_id, sender))
+
+    async def unregister_session(self, session_id: str) -> None:
+        """Stop delivering to the session's sender; a no-op on stock layers, where
+        nothing can be registered."""
+        check_channel_name(session_id)
+        layer = self.layer
+        if "sessions" in _extensions(layer):
+            await layer.unregister_session(session_id)
+
+    async def _group_send(
+        self, group: str, event: AetherTextEvent | AetherBytesEvent
+    ) -> SendResult:
+        layer = self.layer
+        name = _group_on(layer, group)
+        try:
+            result = await layer.group_send(name, event)
+        except TypeError:
+            raise
+        except Exception as exc:
+            logger.warning("broadcast to %r failed", group, exc_info=True)
+            return SendResult(0, 1, (exc,))
+        return result if isinstance(result, SendResult) else SendResult()
+
+    def __repr__(self) -> str:
+        source = "configured" if self._configured is not None else "default"
+        return f"<Channels ({source} layer)>"
+
+
+class Group:
+    """A group to broadcast to, as `Channels.group(name)` returns it."""
+
+    __slots__ = ("_facade", "name")
+
+    def __init__(self, name: str, facade: ChannelsFacade | None = None) -> None:
+        self.name = check_group_name(name)
+        self._facade = facade if facade is not None else Channels
+
+    async def broadcast(
+        self, message: str | ChannelMessage, sender: str | None = None
+    ) -> SendResult:
+        """Send text (a `ChannelMessage` goes as its JSON) to every member."""
+        return await self._facade._group_send(self.name, _text_event(message, sender))
+
+    async def broadcast_binary(
+        self, data: bytes | bytearray | memoryview, sender: str | None = None
+    ) -> SendResult:
+        """Send bytes to every member."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(
+                f"broadcast_binary() takes bytes, got {type(data).__name__}; "
+                "use broadcast() for text"
+            )
+        _check_sender(sender)
+        return await self._facade._group_send(
+            self.name, bytes_event(bytes(data), sender)
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Group):
+            return NotImplemented
+        return self.name == other.name and self._facade is other._facade
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def __repr__(self) -> str:
+        return f"Group({self.name!r})"
+
+
+Channels = ChannelsFacade()
+
+
+def _group_on(layer: Any, group: str) -> str:
+    """`group` as `layer` names it: unchanged where colons are allowed."""
+    if _takes_colons(layer):
+        return check_group_name(group)
+    return stock_group_name(group)
+
+
+def _takes_colons(layer: Any) -> bool:
+    # Looked up on the class: channels_redis' pub/sub layer builds a per-loop layer
+    # in __getattr__, and a probe must not do that.
+    check = getattr(type(layer), "require_valid_group_name", None)
+    if check is None:
+        return False
+    try:
+        check(layer, "aether:probe")
+    except TypeError:
+        return False
+    return True
+
+
+def _extensions(layer: Any) -> frozenset[str]:
+    return frozenset(getattr(type(layer), "extensions", ()) or ())
+
+
+def _class_name(layer: Any) -> str:
+    return f"{type(layer).__module__}.{type(layer).__qualname__}"
+
+
+def _check_sender(sender: Any) -> None:
+    if sender is not None and not isinstance(sender, str):
+        raise TypeError(f"sender must be a string or None, got {type(sender).__name__}")
+
+
+def _text_event(message: Any, sender: str | None) -> AetherTextEvent:
+    _check_sender(sender)
+    if isinstance(message, ChannelMessage):
+        return text_event(
+            message.to_json(), sender if sender is not None else message.sender
+        )
+    if isinstance(message, str):
+        return text_event(message, sender)
+    raise TypeError(
+        f"a message must be str or ChannelMessage, got {type(message).__name__}"
+        + ("; use broadcast_binary() for bytes" if isinstance(message, bytes) else "")
+    )
+
+
+def _event_sender(session_id: str, sender: TextSender) -> TextSender:
+    """Adapt a text/bytes sender to the layer's sessions, which pass whole events."""
+
+    async def deliver(event: dict[str, Any]) -> None:
+        if event.get("type") != AETHER_MESSAGE:
+            raise TypeError(
+                f"session {session_id!r} was registered through Channels and takes "
+                f"only {AETHER_MESSAGE!r} events; got type {event.get('type')!r}"
+            )
+        if "text" in event:
+            outcome = sender(event["text"])
+        elif "bytes" in event:
+            outcome = sender(event["bytes"])
+        else:
+            raise TypeError(f"an {AETHER_MESSAGE!r} event needs 'text' or 'bytes'")
+        if inspect.isawaitable(outcome):
+            await outcome
+
+    return deliver

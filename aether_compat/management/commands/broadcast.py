@@ -1,0 +1,71 @@
+"""`manage.py broadcast GROUP MESSAGE`: send to a group and print who got it."""
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from ...facade import Channels
+from ...layers import AetherLayer
+from ...results import SendResult
+from .. import reach_note
+
+
+class Command(BaseCommand):
+    help = (
+        "Broadcast MESSAGE (or the bytes of --binary FILE) to GROUP through the "
+        "Channels facade and print the SendResult: sent, failed, and each error."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("group", help="group name, e.g. room:lobby")
+        parser.add_argument("message", nargs="?", help="the text to send")
+        parser.add_argument("--sender", help="who the message is from")
+        parser.add_argument(
+            "--binary",
+            metavar="FILE",
+            help="send the bytes of FILE ('-' for stdin) instead of MESSAGE",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        group, text, path = options["group"], options["message"], options["binary"]
+        if (text is None) == (path is None):
+            raise CommandError("give either MESSAGE or --binary FILE (exactly one)")
+        try:
+            target = Channels.sync.group(group)
+            layer = Channels.layer
+            self._warn_about_reach(layer)
+            if path is None:
+                result = target.broadcast(text, sender=options["sender"])
+            else:
+                data = _read_bytes(path)
+                result = target.broadcast_binary(data, sender=options["sender"])
+        except (TypeError, ImproperlyConfigured, OSError) as exc:
+            raise CommandError(str(exc)) from exc
+        self._report(group, result, counted=isinstance(layer, AetherLayer))
+
+    def _warn_about_reach(self, layer: Any) -> None:
+        note = reach_note(layer)
+        if note:
+            self.stderr.write(self.style.WARNING(note))
+
+    def _report(self, group: str, result: SendResult, counted: bool) -> None:
+        self.stdout.write(
+            f"Broadcast to {group!r}: sent={result.sent_count} "
+            f"failed={result.failed_count}"
+        )
+        for error in result.errors:
+            self.stdout.write(f"error: {type(error).__name__}: {error}")
+        if not counted:
+            self.stderr.write(
+                "Note: this layer does not count deliveries (its group_send returns "
+                "None), so sent=0 means 'not counted', not 'nobody'."
+            )
+
+
+def _read_bytes(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    return Path(path).read_bytes()

@@ -1,0 +1,98 @@
+"""`Channels.sync`: the facade for code that is not async (Django views, management
+commands, Celery tasks, plain threads), with the same names and results.
+
+Each call runs the async form through asgiref's `async_to_sync`: from a thread that an
+ASGI server started (a sync view under daphne) it runs on the server's event loop, so
+registered sessions are called where their sockets live; from a plain thread it runs
+on a short-lived loop of its own.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from asgiref.sync import async_to_sync
+
+from .messages import ChannelMessage
+from .results import SendResult
+
+if TYPE_CHECKING:
+    from .facade import ChannelsFacade, Group, TextSender
+
+T = TypeVar("T")
+
+
+class SyncChannels:
+    """`Channels` without `await`; inside a running event loop it refuses to block."""
+
+    __slots__ = ("_facade",)
+
+    def __init__(self, facade: "ChannelsFacade") -> None:
+        self._facade = facade
+
+    def group(self, name: str) -> "SyncGroup":
+        """The group `name`, with blocking broadcasts."""
+        return SyncGroup(self._facade.group(name))
+
+    def group_add(self, group: str, session_id: str) -> None:
+        """Blocking `Channels.group_add`."""
+        _run("group_add", self._facade.group_add, group, session_id)
+
+    def group_discard(self, group: str, session_id: str) -> None:
+        """Blocking `Channels.group_discard`."""
+        _run("group_discard", self._facade.group_discard, group, session_id)
+
+    def group_members(self, group: str) -> set[str]:
+        """Blocking `Channels.group_members`."""
+        return _run("group_members", self._facade.group_members, group)
+
+    def send(self, session_id: str, message: str | ChannelMessage) -> bool:
+        """Blocking `Channels.send`: `True` when queued or taken by its sender."""
+        return _run("send", self._facade.send, session_id, message)
+
+    def register_session(self, session_id: str, sender: "TextSender") -> None:
+        """Blocking `Channels.register_session`."""
+        _run("register_session", self._facade.register_session, session_id, sender)
+
+    def unregister_session(self, session_id: str) -> None:
+        """Blocking `Channels.unregister_session`."""
+        _run("unregister_session", self._facade.unregister_session, session_id)
+
+
+class SyncGroup:
+    """`Channels.sync.group(name)`: a group's broadcasts without `await`."""
+
+    __slots__ = ("_group",)
+
+    def __init__(self, group: "Group") -> None:
+        self._group = group
+
+    @property
+    def name(self) -> str:
+        return self._group.name
+
+    def broadcast(
+        self, message: str | ChannelMessage, sender: str | None = None
+    ) -> SendResult:
+        """Blocking `Group.broadcast`."""
+        return _run("group(...).broadcast", self._group.broadcast, message, sender)
+
+    def broadcast_binary(self, data: bytes, sender: str | None = None) -> SendResult:
+        """Blocking `Group.broadcast_binary`."""
+        return _run(
+            "group(...).broadcast_binary", self._group.broadcast_binary, data, sender
+        )
+
+    def __repr__(self) -> str:
+        return f"SyncGroup({self.name!r})"
+
+
+def _run(label: str, method: Callable[..., Awaitable[T]], *args: Any) -> T:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return async_to_sync(method)(*args)
+    raise RuntimeError(
+        f"Channels.sync.{label}() was called inside a running event loop, where it "
+        f"would block that loop; there, write `await Channels.{label}(...)` instead."
+    )
