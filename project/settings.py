@@ -1,5 +1,6 @@
 """Settings of the demo project; the only module that reads the environment."""
 
+import json
 import os
 from pathlib import Path
 
@@ -68,6 +69,22 @@ STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
+
+# aether_compat: the demo lets anonymous visitors into chat rooms (the library's
+# default does not), and operators may tune the WebSocket limits with a JSON object,
+# e.g. AETHER_WEBSOCKET_LIMITS='{"commands_per_second": 50}'.
+AETHER_ALLOW_ANONYMOUS_ROOMS = True
+AETHER_WEBSOCKET_LIMITS = json.loads(os.environ.get("AETHER_WEBSOCKET_LIMITS", "{}"))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {
+        "aether_compat": {"handlers": ["console"], "level": "WARNING"},
+        "django.request": {"handlers": ["console"], "level": "ERROR"},
+    },
+}
 
 REDIS_URL = os.environ.get("AETHER_REDIS_URL")
 if REDIS_URL:

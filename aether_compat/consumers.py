@@ -1,0 +1,241 @@
+"""`AetherConsumer`: a WebSocket consumer whose group memberships follow its
+connection, which speaks the JSON command protocol (`protocol.py`) under a group
+policy (`permissions.py`) and per-connection limits (`limits.py`).
+
+Subclasses override small methods, never the lifecycle: `get_groups()` (joined on
+connect), `get_policy()`, `get_limits()`, `sender_name()`, `build_message()`, and the
+hooks `connected()`, `joined()`, `left()`, `sent()`, `disconnect()`.
+"""
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from channels.exceptions import StopConsumer
+from channels.utils import await_many_dispatch
+from django.conf import settings
+
+from .delivery import CLOSED, CONNECTING, OPEN, SocketDelivery
+from .errors import CommandRejected
+from .facade import Channels, ChannelsFacade
+from .limits import CLOSE_FLOOD, CLOSE_FRAME_TOO_BIG, Limits, RateLimiter
+from .messages import ChannelMessage
+from .outbound import OutboundLimit
+from .permissions import GroupPolicy, check_command, get_group_policy, is_authenticated
+from .protocol import (
+    Command,
+    chat_message,
+    error_frame,
+    joined_frame,
+    left_frame,
+    parse_command,
+    sent_frame,
+    utf8_size,
+)
+from .results import SendResult
+
+logger = logging.getLogger(__name__)
+
+_LAYER_FAILURES = (ConnectionError, OSError, TimeoutError)
+
+
+class AetherConsumer(SocketDelivery):
+    """Joins `get_groups()` on connect (each checked by the policy; one refusal
+    rejects the handshake), runs join/leave/send commands, leaves every group it is
+    in on disconnect, and writes `aether.message` events to the socket.
+
+    On aether_compat layers the connection registers itself as a session, so group
+    messages are written straight to the socket by the sender's task, skipping
+    Channels' per-message dispatch; other events still reach their handlers.
+    """
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.scope = scope
+        self.channels = ChannelsFacade()
+        self.channels.configure(Channels.layer)
+        self.channel_layer = self.channels.layer
+        self.channel_name = await self.channel_layer.new_channel()
+        self.base_send = send
+        self.in_groups: set[str] = set()
+        self.state = CONNECTING
+        channel_receive = await self._attach_channel(send)
+        try:
+            await await_many_dispatch([receive, channel_receive], self.dispatch)
+        except StopConsumer:
+            pass
+        finally:
+            self.state = CLOSED
+            self._cancel_tasks()
+            try:
+                await self._leave_all()
+            finally:
+                await self._detach_channel()
+
+    # Methods for subclasses
+
+    def get_groups(self) -> list[str]:
+        """Groups to join on connect; the default is the class attribute `groups`."""
+        return list(self.groups or ())
+
+    def get_policy(self) -> GroupPolicy:
+        return get_group_policy()
+
+    def get_limits(self) -> Limits:
+        return Limits.from_mapping(getattr(settings, "AETHER_WEBSOCKET_LIMITS", None))
+
+    @property
+    def user(self) -> Any:
+        return self.scope.get("user")
+
+    def sender_name(self) -> str | None:
+        """Who this connection is, as receivers of its messages see it."""
+        user = self.user
+        return user.get_username() if is_authenticated(user) else None
+
+    def build_message(self, command: Command) -> str | ChannelMessage:
+        """What a `send` command broadcasts (by default a `chat.message`)."""
+        return chat_message(command, self.sender_name())
+
+    async def connected(self) -> None:
+        """Called once the socket is accepted and `get_groups()` joined."""
+
+    async def joined(self, group: str) -> None:
+        """Called after this connection joined `group`."""
+
+    async def left(self, group: str) -> None:
+        """Called after this connection left `group` (also on disconnect)."""
+
+    async def sent(self, command: Command, result: SendResult) -> None:
+        """Called after a `send` command was broadcast."""
+
+    # Lifecycle
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        self.policy = self.get_policy()
+        self.limits = self.get_limits()
+        self._rate = RateLimiter(
+            self.limits.commands_per_second, self.limits.command_burst
+        )
+        self.outbound = OutboundLimit(
+            self._gauge,
+            self.limits.outbound_limit_bytes,
+            self.limits.outbound_grace_seconds,
+        )
+        groups = self.get_groups()
+        if not all(self.policy.may_join(self.user, group) for group in groups):
+            await self.close()
+            return
+        await self.accept()
+        self.state = OPEN
+        for group in groups:
+            await self.join(group)
+        await self.connected()
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        self.state = CLOSED
+        await self._leave_all()
+        await self.disconnect(message.get("code", 1000))
+        raise StopConsumer()
+
+    # Commands
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None
+    ) -> None:
+        """Run one command frame and answer it; a bad frame gets an error frame."""
+        if self.state != OPEN:
+            return
+        size = utf8_size(text_data) if text_data is not None else len(bytes_data or b"")
+        if size > self.limits.close_frame_bytes:
+            await self.shut(CLOSE_FRAME_TOO_BIG)
+            return
+        verdict = self._rate.take()
+        if verdict == "flood":
+            await self.shut(CLOSE_FLOOD)
+            return
+        command: Command | None = None
+        try:
+            if verdict == "limited":
+                raise CommandRejected(
+                    "rate_limited",
+                    f"at most {self.limits.commands_per_second:g} commands per second",
+                )
+            command = parse_command(
+                text_data, bytes_data, max_frame_bytes=self.limits.max_frame_bytes
+            )
+            check_command(self.policy, self.user, command)
+            reply = await self.run_command(command)
+        except CommandRejected as exc:
+            reply = error_frame(exc, command.group if command else None)
+        if self.state == OPEN:
+            await self.send(text_data=reply)
+
+    async def run_command(self, command: Command) -> str:
+        """Carry out an allowed command and return the reply frame."""
+        if command.action == "join":
+            await self.join(command.group)
+            return joined_frame(command.group)
+        if command.action == "leave":
+            await self.leave(command.group)
+            return left_frame(command.group)
+        message = self.build_message(command)
+        with _layer_errors():
+            group = self.channels.group(command.group)
+            result = await group.broadcast(message, sender=self.sender_name())
+        await self.sent(command, result)
+        return sent_frame(command.group, result)
+
+    async def join(self, group: str) -> None:
+        """Add this connection to `group` (no policy check: callers check)."""
+        if group in self.in_groups:
+            return
+        if len(self.in_groups) >= self.limits.max_groups:
+            raise CommandRejected(
+                "too_many_groups",
+                f"a connection may be in at most {self.limits.max_groups} groups",
+            )
+        with _layer_errors():
+            await self.channels.group_add(group, self.channel_name)
+        self.in_groups.add(group)
+        await self.joined(group)
+
+    async def leave(self, group: str) -> None:
+        """Remove this connection from `group`; leaving a group it is not in is fine."""
+        with _layer_errors():
+            await self.channels.group_discard(group, self.channel_name)
+        if group in self.in_groups:
+            self.in_groups.discard(group)
+            await self.left(group)
+
+    async def shut(self, code: int) -> None:
+        """Close the socket from the server side and leave every group at once."""
+        if self.state == OPEN:
+            await super().shut(code)
+            await self._leave_all()
+
+    async def _leave_all(self) -> None:
+        for group in sorted(self.in_groups):
+            try:
+                await self.leave(group)
+            except Exception:
+                logger.warning(
+                    "could not remove %s from %r",
+                    self.channel_name,
+                    group,
+                    exc_info=True,
+                )
+                self.in_groups.discard(group)
+
+
+@contextmanager
+def _layer_errors() -> Iterator[None]:
+    """Turn what the layer raises for a group into the error frame it deserves."""
+    try:
+        yield
+    except TypeError as exc:
+        raise CommandRejected("invalid_group", str(exc)) from None
+    except _LAYER_FAILURES as exc:
+        raise CommandRejected(
+            "unavailable", f"the channel layer failed: {exc}"
+        ) from None

@@ -1,0 +1,134 @@
+"""How group messages reach one WebSocket: on aether_compat layers the connection is
+a registered session and each `aether.message` is written straight to the socket by
+the broadcaster's task (no per-message dispatch, no thread-pool hop); on stock
+layers they come through Channels' dispatch. A message is refused, and counted as a
+failure, when the socket is not open or its client stopped reading."""
+
+import asyncio
+import functools
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from .errors import ChannelFull, InvalidMessage, MemberUnreachable
+from .limits import CLOSE_SLOW_CONSUMER
+from .messages import AETHER_MESSAGE
+from .outbound import OutboundGauge, OutboundLimit
+
+logger = logging.getLogger("aether_compat.consumers")
+
+CONNECTING, OPEN, CLOSED = "connecting", "open", "closed"
+
+
+class SocketDelivery(AsyncWebsocketConsumer):
+    """The delivery half of `AetherConsumer`; see the module docstring."""
+
+    state = CONNECTING
+    outbound: OutboundLimit
+
+    def get_outbound_gauge(self, send: Any) -> OutboundGauge:
+        """What tells how far behind the client is (see `outbound.py`)."""
+        return OutboundGauge.for_send(send)
+
+    def start_task(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run `coroutine` while the connection lives; it is cancelled when it ends."""
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def shut(self, code: int) -> None:
+        """Close the socket from the server side with `code`."""
+        if self.state != OPEN:
+            return
+        self.state = CLOSED
+        logger.info("closing WebSocket %s with code %s", self.channel_name, code)
+        await self.close(code)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Group text needs no database: skip the thread hop that closes stale
+        # connections before every other handler.
+        if message.get("type") == AETHER_MESSAGE:
+            await self.aether_message(message)
+        else:
+            await super().dispatch(message)
+
+    async def aether_message(self, event: dict[str, Any]) -> None:
+        """A facade broadcast that came through dispatch (stock layers), where a
+        refusal can only be logged: the layer already counted it as sent."""
+        refusal = self._refusal()
+        if refusal is None:
+            await self._write(event)
+        else:
+            logger.warning("dropped a message for %s: %s", self.channel_name, refusal)
+
+    async def _deliver(self, event: dict[str, Any]) -> None:
+        """The session sender: runs in the broadcaster's task; raising makes the
+        delivery a counted failure in its `SendResult`."""
+        if event.get("type") != AETHER_MESSAGE:
+            try:
+                self._inbox.put_nowait(event)
+            except asyncio.QueueFull:
+                raise ChannelFull(self.channel_name, self._inbox.maxsize) from None
+            return
+        refusal = self._refusal()
+        if refusal is not None:
+            raise refusal
+        await self._write(event)
+
+    async def _write(self, event: dict[str, Any]) -> None:
+        if (text := event.get("text")) is not None:
+            await self.send(text_data=text)
+        elif (data := event.get("bytes")) is not None:
+            await self.send(bytes_data=data)
+        else:
+            raise InvalidMessage(f"an {AETHER_MESSAGE!r} event needs text or bytes")
+
+    def _refusal(self) -> Exception | None:
+        """Why a message cannot be written now: the socket is not open, or the
+        client has not read `outbound_limit_bytes` already written to it."""
+        if self.state != OPEN:
+            return MemberUnreachable(self.channel_name, "its WebSocket is not open")
+        backlog = self.outbound.over()
+        if backlog is None:
+            return None
+        if self.outbound.overdue():
+            self._close_soon(CLOSE_SLOW_CONSUMER)
+        return MemberUnreachable(
+            self.channel_name,
+            f"its client is not reading: {backlog} bytes wait to be sent "
+            f"(limit {self.outbound.limit_bytes})",
+        )
+
+    def _close_soon(self, code: int) -> None:
+        # The sender runs inside someone else's broadcast: close from a task of our
+        # own, so that leaving groups does not happen in the middle of it.
+        if self.state == OPEN and not self._closing:
+            self._closing = True
+            self.start_task(self.shut(code))
+
+    async def _attach_channel(self, send: Any) -> Any:
+        """Register a session where the layer has them; return what the dispatch
+        loop should read for layer events."""
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
+        self._gauge = self.get_outbound_gauge(send)
+        layer = self.channel_layer
+        self._session = "sessions" in (getattr(type(layer), "extensions", None) or ())
+        if not self._session:
+            return functools.partial(layer.receive, self.channel_name)
+        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(
+            maxsize=getattr(layer, "capacity", 100)
+        )
+        await layer.register_session(self.channel_name, self._deliver)
+        return self._inbox.get
+
+    def _cancel_tasks(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _detach_channel(self) -> None:
+        if self._session:
+            await self.channel_layer.unregister_session(self.channel_name)

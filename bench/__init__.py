@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of our layers against their peers (never unit tests)."""

@@ -1,0 +1,88 @@
+"""The demo's three WebSocket endpoints: AetherConsumer subclasses that only name
+their groups and add presence, statistics or a live feed."""
+
+import asyncio
+import json
+import logging
+
+from aether_compat import ChannelMessage
+from aether_compat.consumers import AetherConsumer
+from aether_compat.permissions import is_authenticated
+from aether_compat.protocol import Command
+from aether_compat.results import SendResult
+
+from . import presence
+from .dashboard import STAFF_GROUP, snapshot
+from .models import Room
+from .stats import stats
+
+logger = logging.getLogger(__name__)
+DASHBOARD_TICK_SECONDS = 1.0
+
+
+class CountingConsumer(AetherConsumer):
+    """Counts every broadcast its commands make, for the dashboard."""
+
+    async def sent(self, command: Command, result: SendResult) -> None:
+        stats.record(result.sent_count, result.failed_count)
+
+
+class RealtimeConsumer(CountingConsumer):
+    """ws/realtime/: the command protocol; logged-in users join `user:<id>`."""
+
+    def get_groups(self) -> list[str]:
+        user = self.user
+        return [f"user:{user.pk}"] if is_authenticated(user) else []
+
+
+class ChatConsumer(CountingConsumer):
+    """ws/chat/<room>/: joins `room:<room>` and keeps its member list current."""
+
+    @property
+    def room(self) -> str:
+        return self.scope["url_route"]["kwargs"]["room"]
+
+    @property
+    def room_group(self) -> str:
+        return f"room:{self.room}"
+
+    def get_groups(self) -> list[str]:
+        return [self.room_group]
+
+    def sender_name(self) -> str:
+        return super().sender_name() or presence.guest_name(self.channel_name)
+
+    async def connected(self) -> None:
+        await Room.objects.aget_or_create(name=self.room)
+        await self.send(text_data=_hello(self.sender_name(), self.room_group))
+        await presence.arrive(self.channel_name, self.room_group, self.sender_name())
+
+    async def left(self, group: str) -> None:
+        if group == self.room_group:
+            await presence.depart(self.channel_name, group)
+
+
+class DashboardConsumer(AetherConsumer):
+    """ws/dashboard/: staff only (the policy guards `dashboard:*`); pushes a
+    snapshot of groups and rates every second."""
+
+    groups = [STAFF_GROUP]
+
+    async def connected(self) -> None:
+        self.start_task(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            try:
+                data = json.dumps(await snapshot(), separators=(",", ":"))
+            except Exception:
+                logger.exception("dashboard snapshot failed")
+            else:
+                frame = ChannelMessage(type="dashboard.stats", payload=data)
+                await self.send(text_data=frame.to_json())
+            await asyncio.sleep(DASHBOARD_TICK_SECONDS)
+
+
+def _hello(name: str, group: str) -> str:
+    """Tells a new chat connection the name its messages will carry."""
+    return ChannelMessage(type="chat.welcome", payload=name, target=group).to_json()

@@ -1,0 +1,47 @@
+"""The numbers the staff dashboard shows: groups, their member counts, and this
+process's message rate over the last minute."""
+
+import os
+
+from django.contrib.auth import get_user_model
+
+from aether_compat import Channels
+from aether_compat.messages import now_ms
+
+from .models import Room
+from .stats import stats
+
+STAFF_GROUP = "dashboard:staff"
+MAX_LISTED = 50
+RATE_SECONDS = 5
+
+
+async def known_groups() -> list[str]:
+    """The groups the demo knows of: the staff group, rooms, personal groups."""
+    rooms = [room.group async for room in Room.objects.all()[:MAX_LISTED]]
+    users = get_user_model().objects.order_by("pk").values_list("pk", flat=True)
+    personal = [f"user:{pk}" async for pk in users[:MAX_LISTED]]
+    return [STAFF_GROUP, *rooms, *personal]
+
+
+async def snapshot() -> dict[str, object]:
+    """Everything the page draws; `at` (Unix ms) is when counting began."""
+    at = now_ms()
+    groups = []
+    for name in await known_groups():
+        groups.append(
+            {"group": name, "members": len(await Channels.group_members(name))}
+        )
+    series = stats.series()
+    recent = series[-RATE_SECONDS - 1 : -1]  # whole seconds only
+    return {
+        "at": at,
+        "groups": groups,
+        "total_members": sum(row["members"] for row in groups),
+        "messages_per_second": sum(p["messages"] for p in recent) / RATE_SECONDS,
+        "deliveries_per_second": sum(p["deliveries"] for p in recent) / RATE_SECONDS,
+        "total_messages": stats.total_messages,
+        "series": series,
+        "layer": type(Channels.layer).__name__,
+        "process": os.getpid(),
+    }

@@ -1,0 +1,35 @@
+"""What the demo remembers across processes: the rooms that exist, and the display
+name behind each connected chat session (presence itself comes from the layer)."""
+
+from django.db import models
+
+
+class Room(models.Model):
+    """A chat room someone opened; the dashboard lists these groups."""
+
+    name = models.SlugField(max_length=60, unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def group(self) -> str:
+        return f"room:{self.name}"
+
+
+class ChatSession(models.Model):
+    """Who is behind a chat connection's channel. `group_members()` says which
+    channels are present; this table only gives them names, so rows left behind
+    by a crashed process are ignored (and pruned) once their channel is gone."""
+
+    channel = models.CharField(max_length=100, primary_key=True)
+    group = models.CharField(max_length=100, db_index=True)
+    label = models.CharField(max_length=150)
+    joined = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.label} in {self.group}"

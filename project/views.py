@@ -1,0 +1,77 @@
+"""Page views of the demo. They are sync views (Django runs them in a thread) and
+reach the channel layer through `Channels.sync`, as any Django view can."""
+
+import re
+
+from django.contrib.auth.decorators import login_required, user_passes_test
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from aether_compat import ChannelMessage, Channels
+
+from .models import Room
+from .stats import stats
+
+ROOM_NAME = re.compile(r"[A-Za-z0-9_-]{1,60}", re.ASCII)
+MAX_NOTIFICATION = 2000
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    rooms = [
+        {"name": room.name, "members": len(Channels.sync.group_members(room.group))}
+        for room in Room.objects.all()[:20]
+    ]
+    return render(request, "project/home.html", {"rooms": rooms})
+
+
+def chat_index(request: HttpRequest) -> HttpResponse:
+    """`/chat/?room=name` opens that room; anything else opens the lobby."""
+    room = request.GET.get("room", "").strip()
+    return redirect("chat_room", room=room if ROOM_NAME.fullmatch(room) else "lobby")
+
+
+def chat_room(request: HttpRequest, room: str) -> HttpResponse:
+    Room.objects.get_or_create(name=room)
+    return render(request, "project/chat.html", {"room": room})
+
+
+@login_required
+def notifications(request: HttpRequest) -> HttpResponse:
+    return render(
+        request, "project/notifications.html", {"group": f"user:{request.user.pk}"}
+    )
+
+
+@login_required
+@require_POST
+def notify(request: HttpRequest) -> JsonResponse:
+    """Broadcast the posted text to the user's own group; answer its SendResult."""
+    text = request.POST.get("message", "").strip()
+    if not text or len(text) > MAX_NOTIFICATION:
+        return JsonResponse(
+            {"error": f"write a message of 1 to {MAX_NOTIFICATION} characters"},
+            status=400,
+        )
+    group = f"user:{request.user.pk}"
+    message = ChannelMessage(
+        type="notification",
+        payload=text,
+        sender=request.user.get_username(),
+        target=group,
+    )
+    result = Channels.sync.group(group).broadcast(message)
+    stats.record(result.sent_count, result.failed_count)
+    return JsonResponse(
+        {
+            "group": group,
+            "sent_count": result.sent_count,
+            "failed_count": result.failed_count,
+            "errors": [str(error) for error in result.errors],
+        }
+    )
+
+
+@user_passes_test(lambda user: user.is_active and user.is_staff)
+def dashboard(request: HttpRequest) -> HttpResponse:
+    return render(request, "project/dashboard.html")

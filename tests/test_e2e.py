@@ -1,0 +1,361 @@
+"""End to end: the demo project in a real daphne process (in-memory layer, and Redis
+through a private redis-server), real WebSocket clients, real logins."""
+
+import asyncio
+import contextlib
+import json
+import re
+
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from aether_compat import ChannelMessage
+from aether_compat.messages import now_ms
+from tests.redis_servers import redis_server
+from tests.servers import Browser, daphne_server
+from tests.test_protocol import BAD_FRAMES
+
+pytestmark = pytest.mark.e2e
+
+WAIT = 5
+
+
+@pytest.fixture(
+    scope="module",
+    params=["memory", pytest.param("redis", marks=pytest.mark.redis)],
+)
+def server(request):
+    if request.param == "memory":
+        with daphne_server() as running:
+            yield running
+        return
+    with redis_server() as redis, daphne_server(AETHER_REDIS_URL=redis.url) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def no_new_tracebacks(server):
+    """Whatever a test sends, the server logs no unhandled exception."""
+    seen = len(server.lines)
+    yield
+    new = [line for line in server.lines[seen:] if "Traceback" in line]
+    assert not new, server.log
+
+
+@pytest.fixture(scope="module")
+def logins(server):
+    """A logged-in HTTP session per demo user, plus their primary keys."""
+    sessions = {name: Browser(server.url).login(name) for name in ("alice", "bob")}
+    sessions["staff"] = Browser(server.url).login("staff")
+    sessions["anonymous"] = Browser(server.url)
+    Browser(server.url).get("/chat/lobby/")  # the dashboard lists known rooms
+    return sessions
+
+
+def pk_of(browser):
+    return int(re.search(r"user:(\d+)", browser.get("/notifications/")).group(1))
+
+
+async def open_ws(server, browser=None, path="/ws/realtime/", **headers):
+    """A client that buffers what it has not read yet (so sockets a test keeps open
+    but does not read still close promptly)."""
+    base = browser.ws_headers() if browser else {"Origin": server.url}
+    return await websockets.connect(
+        server.ws_url + path,
+        additional_headers={**base, **headers},
+        open_timeout=WAIT,
+        max_queue=None,
+    )
+
+
+async def command(ws, action, group, message=None):
+    frame = {"action": action, "group": group}
+    if message is not None:
+        frame["message"] = message
+    await ws.send(json.dumps(frame))
+
+
+async def next_message(ws):
+    async with asyncio.timeout(WAIT):
+        return ChannelMessage.from_json(await ws.recv())
+
+
+async def reply(ws):
+    message = await next_message(ws)
+    assert message.type.startswith("aether."), message
+    return message.type, json.loads(message.payload)
+
+
+async def close_code(ws):
+    """Wait for the server to close `ws`; return the close code it sent."""
+    async with asyncio.timeout(WAIT):
+        try:
+            while True:
+                await ws.recv()
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd else None
+
+
+async def member_counts(dashboard):
+    """Member counts per group from a dashboard snapshot counted from now on."""
+    since = now_ms()
+    async with asyncio.timeout(WAIT):
+        while True:
+            message = await next_message(dashboard)
+            if message.type != "dashboard.stats":
+                continue
+            data = json.loads(message.payload)
+            if data["at"] > since:
+                return {row["group"]: row["members"] for row in data["groups"]}
+
+
+async def test_two_users_chat_with_sender_and_counts(server, logins):
+    alice = await open_ws(server, logins["alice"])
+    bob = await open_ws(server, logins["bob"])
+    for ws in (alice, bob):
+        await command(ws, "join", "room:e2e")
+        assert await reply(ws) == ("aether.joined", {"group": "room:e2e"})
+    await command(alice, "send", "room:e2e", "hi bob")
+    for ws in (bob, alice):
+        message = await next_message(ws)
+        assert (message.type, message.payload) == ("chat.message", "hi bob")
+        assert (message.sender, message.target) == ("alice", "room:e2e")
+    assert await reply(alice) == (
+        "aether.sent",
+        {"group": "room:e2e", "sent_count": 2, "failed_count": 0},
+    )
+    await alice.close()
+    await bob.close()
+
+
+async def test_cross_user_join_is_refused_and_absent(server, logins):
+    bob_pk = pk_of(logins["bob"])
+    dashboard = await open_ws(server, logins["staff"], "/ws/dashboard/")
+    bob = await open_ws(server, logins["bob"])  # joins user:<bob> on connect
+    alice = await open_ws(server, logins["alice"])
+    await command(alice, "join", f"user:{bob_pk}")
+    kind, payload = await reply(alice)
+    assert (kind, payload["code"]) == ("aether.error", "not_allowed")
+    await command(alice, "send", f"user:{bob_pk}", "psst")
+    assert (await reply(alice))[1]["code"] == "not_allowed"
+    assert (await member_counts(dashboard))[f"user:{bob_pk}"] == 1
+    await command(alice, "join", "room:still-usable")
+    assert (await reply(alice))[0] == "aether.joined"
+    for ws in (alice, bob, dashboard):
+        await ws.close()
+
+
+WIRE_FRAMES = [case for case in BAD_FRAMES if case.id != "raw-lone-surrogate"]
+
+
+@pytest.mark.parametrize(("text", "data", "code"), WIRE_FRAMES)
+async def test_bad_frame_gets_its_error_and_the_socket_stays_usable(
+    server, text, data, code
+):
+    ws = await open_ws(server)
+    await ws.send(data if text is None else text)
+    kind, payload = await reply(ws)
+    assert (kind, payload["code"]) == ("aether.error", code)
+    await command(ws, "join", "room:after-bad-frame")
+    assert await reply(ws) == ("aether.joined", {"group": "room:after-bad-frame"})
+    await ws.close()
+
+
+async def test_invalid_utf8_in_a_text_frame_is_closed_by_rfc_and_harms_no_one(server):
+    """RFC 6455 8.1: a text frame that is not UTF-8 fails the connection. daphne's
+    WebSocket library (autobahn) does that before the application sees the frame,
+    by dropping the TCP connection (the client sees 1006, no close frame). The same
+    bytes in a binary frame get an error frame (the table above)."""
+    bystander = await open_ws(server)
+    ws = await open_ws(server)
+    await ws.send("\ud800".encode("utf-8", "surrogatepass"), text=True)
+    assert await close_code(ws) in (None, 1007)
+    await command(bystander, "join", "room:bystander")
+    assert (await reply(bystander))[0] == "aether.joined"
+    await bystander.close()
+
+
+@pytest.mark.parametrize(
+    ("size", "codes"),
+    [
+        pytest.param(600 * 1024, (4009,), id="600-KiB-closed-by-the-consumer"),
+        pytest.param(10 * 1024 * 1024, (None, 1009), id="10-MiB-dropped-by-daphne"),
+    ],
+)
+async def test_a_huge_frame_closes_that_socket_only(server, size, codes):
+    """Beyond `close_frame_bytes` (512 KiB) the consumer closes with 4009; beyond
+    daphne's 1 MiB cap daphne drops the connection without a close frame."""
+    bystander = await open_ws(server)
+    ws = await websockets.connect(
+        server.ws_url + "/ws/realtime/",
+        additional_headers={"Origin": server.url},
+        max_size=None,
+    )
+    with contextlib.suppress(ConnectionClosed):
+        await ws.send("x" * size)
+    assert await close_code(ws) in codes
+    await command(bystander, "join", "room:bystander")
+    assert (await reply(bystander))[0] == "aether.joined"
+    await bystander.close()
+
+
+async def test_a_command_flood_is_closed_with_4008(server):
+    bystander = await open_ws(server)
+    ws = await open_ws(server)
+    for _ in range(200):
+        try:
+            await command(ws, "join", "room:flood")
+        except ConnectionClosed:
+            break
+    assert await close_code(ws) == 4008
+    await command(bystander, "join", "room:bystander")
+    assert (await reply(bystander))[0] == "aether.joined"
+    await bystander.close()
+
+
+async def test_another_origin_cannot_open_the_socket(server, logins):
+    with pytest.raises(InvalidStatus) as refused:
+        await open_ws(server, logins["alice"], Origin="http://evil.example")
+    assert refused.value.response.status_code == 403
+
+
+async def test_a_logged_out_session_loses_access_on_its_next_connection(server):
+    browser = Browser(server.url).login("bob")
+    pk = pk_of(browser)
+    old_headers = browser.ws_headers()
+    ws = await open_ws(server, browser)
+    await command(ws, "join", f"user:{pk}")
+    assert (await reply(ws))[0] == "aether.joined"
+    await ws.close()
+    browser.logout()
+    again = await websockets.connect(
+        server.ws_url + "/ws/realtime/", additional_headers=old_headers
+    )
+    await command(again, "join", f"user:{pk}")
+    assert (await reply(again))[1]["code"] == "not_allowed"
+    await again.close()
+
+
+# The authorization matrix through daphne: users x groups x actions
+
+USERS = ("anonymous", "alice", "bob", "staff")
+ACTIONS = ("join", "leave", "send")
+REPLIES = {"join": "aether.joined", "leave": "aether.left", "send": "aether.sent"}
+
+
+def matrix_groups(pks, name):
+    own = f"user:{pks[name]}" if name in pks else None
+    other = f"user:{pks['bob']}" if name != "bob" else f"user:{pks['alice']}"
+    return {
+        "own": own,
+        "other": other,
+        "room": "room:lobby",
+        "dashboard": "dashboard:staff",
+    }
+
+
+def expected(name, kind):
+    return {
+        "own": name != "anonymous",
+        "other": False,
+        "room": True,  # the demo allows anonymous rooms
+        "dashboard": name == "staff",
+    }[kind]
+
+
+async def test_authorization_matrix_through_daphne(server, logins):
+    pks = {name: pk_of(logins[name]) for name in ("alice", "bob", "staff")}
+    dashboard = await open_ws(server, logins["staff"], "/ws/dashboard/")
+    baseline = await member_counts(dashboard)
+    sockets, joined = [], {}
+    for name in USERS:
+        for kind, group in matrix_groups(pks, name).items():
+            if group is None:
+                continue
+            for action in ACTIONS:
+                ws = await open_ws(server, logins[name], path="/ws/chat/matrix/")
+                await next_message(ws)  # chat.welcome
+                sockets.append(ws)
+                await command(ws, action, group, "hi" if action == "send" else None)
+                kind_of_reply, payload = await _skip_chat(ws)
+                where = f"{name} {action} {group}"
+                if expected(name, kind):
+                    assert kind_of_reply == REPLIES[action], where
+                    if action == "join":
+                        joined[group] = joined.get(group, 0) + 1
+                else:
+                    assert (kind_of_reply, payload.get("code")) == (
+                        "aether.error",
+                        "not_allowed",
+                    ), where
+    counts = await member_counts(dashboard)
+    for group in (
+        "room:lobby",
+        "dashboard:staff",
+        *(f"user:{pk}" for pk in pks.values()),
+    ):
+        assert counts[group] == baseline[group] + joined.get(group, 0), group
+    for ws in [*sockets, dashboard]:
+        await ws.close()
+
+
+async def _skip_chat(ws):
+    """The next reply, skipping the presence and chat traffic of the matrix room."""
+    while True:
+        message = await next_message(ws)
+        if message.type.startswith("aether."):
+            return message.type, json.loads(message.payload)
+
+
+# A client that stops reading (needs a layer the test process can broadcast into)
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+
+@pytest.mark.redis
+async def test_a_client_that_stops_reading_is_bounded_and_closed(server, logins):
+    """A client that stops reading: once its unread bytes inside daphne pass the
+    outbound limit (1 MiB) the server refuses further deliveries to it, closes it
+    after the grace period (4013) and takes it out of its groups; the server's
+    memory stays bounded, and a reading client in the same room gets everything,
+    in order. (Broadcasts come from this process through Redis.)"""
+    if "AETHER_REDIS_URL" not in server.env:
+        pytest.skip("the test broadcasts through Redis from outside the server")
+    from aether_compat.facade import ChannelsFacade
+    from aether_compat.layers import RedisChannelLayer
+
+    layer = RedisChannelLayer(hosts=[server.env["AETHER_REDIS_URL"]])
+    facade = ChannelsFacade()
+    facade.configure(layer)
+    reader = await open_ws(server)
+    stalled = await websockets.connect(
+        server.ws_url + "/ws/realtime/",
+        additional_headers={"Origin": server.url},
+        max_queue=1,  # stops reading from the socket once one frame waits
+    )
+    for ws in (reader, stalled):
+        await command(ws, "join", "room:slow")
+        assert (await reply(ws))[0] == "aether.joined"
+    rss_before = rss_bytes(server.process.pid)
+    payload = "x" * 32 * 1024
+    sent = 0
+    async with asyncio.timeout(60):
+        while len(await facade.group_members("room:slow")) == 2:
+            await facade.group("room:slow").broadcast(f"{sent} {payload}")
+            assert (await reader.recv()).split(" ", 1)[0] == str(sent)
+            sent += 1
+    growth = rss_bytes(server.process.pid) - rss_before
+    assert len(await facade.group_members("room:slow")) == 1
+    assert "its client is not reading" in server.log
+    # Measured: ~2,100 broadcasts (67 MB) go by before the close; RSS grows ~5 MB.
+    assert growth < 24 * 1024 * 1024 < sent * len(payload), (growth, sent)
+    assert await close_code(stalled) in (4013, None)
+    await command(reader, "send", "room:slow", "still here")
+    assert (await next_message(reader)).payload == "still here"
+    await reader.close()
+    await layer.close()

@@ -1,0 +1,180 @@
+"""The demo pages in headless Chromium (Debian's, driven by Playwright) against a
+real daphne: chat between two people with a live member list, notifications across
+tabs with their SendResult, and the staff dashboard. Screenshots go to
+$AETHER_SHOTS (default /tmp/shots) for a person to look at."""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from tests.servers import PASSWORD, daphne_server
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOTS = Path(os.environ.get("AETHER_SHOTS", "/tmp/shots"))
+WAIT_MS = 5000
+
+
+@pytest.fixture(scope="module")
+def server():
+    with daphne_server() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def new_page(browser, server):
+    """Factory: a page in a fresh context (its own cookies), logged in if asked."""
+    contexts = []
+
+    def make(username: str | None = None) -> Page:
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        context.set_default_timeout(WAIT_MS)
+        contexts.append(context)
+        page = context.new_page()
+        if username:
+            page.goto(server.url + "/login/")
+            page.fill("#id_username", username)
+            page.fill("#id_password", PASSWORD)
+            page.click("button.primary")
+            page.wait_for_url(server.url + "/")
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SHOTS / f"{name}.png")
+
+
+def say(page: Page, text: str) -> None:
+    page.fill("#message", text)
+    page.press("#message", "Enter")
+
+
+def test_two_pages_chat_and_see_each_other_come_and_go(server, new_page):
+    alice = new_page("alice")
+    alice.goto(server.url + "/chat/garden/")
+    expect(alice.locator("#status")).to_have_text("Live")
+    bob = new_page("bob")
+    bob.goto(server.url + "/chat/garden/")
+    members = alice.locator("#members li")
+    expect(members).to_have_count(2)
+    expect(alice.locator('#members li[data-name="bob"]')).to_be_visible()
+
+    say(alice, "Hello Bob, the roses are out")
+    from_alice = bob.locator(".msg", has_text="the roses are out")
+    expect(from_alice.locator(".meta b")).to_have_text("alice")
+    say(bob, "On my way")
+    expect(alice.locator(".msg", has_text="On my way").locator(".meta b")).to_have_text(
+        "bob"
+    )
+    expect(alice.locator(".msg.mine")).to_have_count(1)
+    shot(alice, "chat-alice")
+    shot(bob, "chat-bob")
+
+    bob.close()
+    expect(members).to_have_count(1)
+    expect(alice.locator('#members li[data-name="bob"]')).to_have_count(0)
+    expect(alice.locator(".notice", has_text="bob left")).to_be_visible()
+    expect(alice.locator("#member-count")).to_have_text("1")
+    shot(alice, "chat-after-bob-left")
+
+
+def test_an_anonymous_guest_chats_under_a_guest_name(server, new_page):
+    guest = new_page()
+    guest.goto(server.url + "/chat/open-house/")
+    expect(guest.locator("#me")).to_have_text(re.compile(r"guest-[0-9a-f]{4}"))
+    say(guest, "Anyone here?")
+    expect(guest.locator(".msg.mine .bubble")).to_have_text("Anyone here?")
+
+
+def test_notifications_reach_every_tab_and_show_the_send_result(server, new_page):
+    first = new_page("alice")
+    first.goto(server.url + "/notifications/")
+    second = first.context.new_page()
+    second.goto(server.url + "/notifications/")
+    for page in (first, second):
+        expect(page.locator("#status")).to_have_text("Live")
+    say(first, "Your build finished")
+    for page in (first, second):
+        expect(page.locator(".feed li", has_text="Your build finished")).to_be_visible()
+    result = first.locator("#results li").first
+    expect(result).to_contain_text("2 sent")
+    expect(result).to_contain_text("0 failed")
+    shot(first, "notifications-sender")
+    shot(second, "notifications-other-tab")
+
+
+def test_other_users_tabs_get_nothing(server, new_page):
+    alice = new_page("alice")
+    alice.goto(server.url + "/notifications/")
+    bob = new_page("bob")
+    bob.goto(server.url + "/notifications/")
+    expect(bob.locator("#status")).to_have_text("Live")
+    say(alice, "for alice only")
+    expect(alice.locator("#results li").first).to_contain_text("1 sent")
+    expect(alice.locator(".feed li", has_text="for alice only")).to_be_visible()
+    expect(bob.locator("#received-count")).to_have_text("0")
+
+
+def test_dashboard_shows_groups_rates_and_a_chart(server, new_page):
+    chatter = new_page("bob")
+    chatter.goto(server.url + "/chat/lobby/")
+    say(chatter, "a message for the chart")
+    staff = new_page("staff")
+    staff.goto(server.url + "/dashboard/")
+    lobby = staff.locator('#groups tr[data-group="room:lobby"] .members-cell')
+    expect(lobby).to_have_text("1")
+    expect(
+        staff.locator('#groups tr[data-group="dashboard:staff"] .members-cell')
+    ).to_have_text("1")
+    expect(staff.locator("#layer")).to_have_text("InMemoryChannelLayer")
+    drawn = staff.evaluate(
+        "() => { const c = document.getElementById('chart');"
+        " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; }"
+    )
+    assert drawn > 1000
+    shot(staff, "dashboard")
+
+
+def test_dashboard_is_for_staff_only(server, new_page):
+    alice = new_page("alice")
+    alice.goto(server.url + "/dashboard/")
+    expect(alice).to_have_url(re.compile(r"/login/\?next=/dashboard/"))
+    expect(alice.locator(".lead")).to_contain_text("cannot open that page")
+
+
+def test_home_page_links_everything(server, new_page):
+    page = new_page()
+    page.goto(server.url + "/")
+    for href in ("/chat/lobby/", "/notifications/", "/dashboard/"):
+        expect(page.locator(f'.card[href="{href}"]')).to_be_visible()
+    shot(page, "home")
+    page.goto(server.url + "/login/")
+    shot(page, "login")

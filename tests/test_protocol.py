@@ -1,0 +1,295 @@
+"""The JSON command protocol as pure functions: every good command, every bad frame
+and the error it gets, and reply frames that any client can read."""
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aether_compat import ChannelMessage, CommandRejected, SendResult
+from aether_compat.protocol import (
+    Command,
+    chat_message,
+    error_frame,
+    joined_frame,
+    left_frame,
+    parse_command,
+    sent_frame,
+)
+
+LIMIT = 64 * 1024
+
+
+def parse(text=None, data=None, limit=LIMIT):
+    return parse_command(text, data, max_frame_bytes=limit)
+
+
+def frame(**fields):
+    return json.dumps(fields)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            frame(action="join", group="room:lobby"),
+            Command("join", "room:lobby"),
+            id="join",
+        ),
+        pytest.param(
+            frame(action="leave", group="user:42"),
+            Command("leave", "user:42"),
+            id="leave",
+        ),
+        pytest.param(
+            frame(action="send", group="chat:a.b-c_d", message="hi"),
+            Command("send", "chat:a.b-c_d", "hi"),
+            id="send",
+        ),
+        pytest.param(
+            frame(action="send", group="room:x", message=""),
+            Command("send", "room:x", ""),
+            id="send-empty-message",
+        ),
+        pytest.param(
+            frame(action="send", group="room:x", message="héllo ✓ 👋"),
+            Command("send", "room:x", "héllo ✓ 👋"),
+            id="send-unicode",
+        ),
+        pytest.param(
+            frame(action="join", group="room:x", message=5, extra=[1, 2]),
+            Command("join", "room:x"),
+            id="join-ignores-other-keys",
+        ),
+        pytest.param(
+            frame(action="join", group="g" * 99),
+            Command("join", "g" * 99),
+            id="99-chars",
+        ),
+    ],
+)
+def test_good_commands_parse(text, expected):
+    assert parse(text) == expected
+
+
+NESTED_ARRAYS = "[" * 20_000 + "]" * 20_000
+NESTED_IN_COMMAND = '{"action": "send", "group": "room:a", "message": ' + "[" * 50_000
+HUGE_NUMBER = "9" * 5000
+
+BAD_FRAMES = [
+    pytest.param(None, b"\x00\x01binary", "binary_frame", id="binary"),
+    pytest.param(None, b"\xff\xfe\xfd", "binary_frame", id="binary-invalid-utf8"),
+    pytest.param(None, frame(action="join").encode(), "binary_frame", id="binary-json"),
+    pytest.param("", None, "not_json", id="empty"),
+    pytest.param("hello", None, "not_json", id="plain-text"),
+    pytest.param('{"action": "join",', None, "not_json", id="truncated"),
+    pytest.param(NESTED_ARRAYS, None, "not_json", id="deeply-nested"),
+    pytest.param(NESTED_IN_COMMAND, None, "not_json", id="deeply-nested-message"),
+    pytest.param("[1, 2]", None, "not_object", id="array"),
+    pytest.param('"join"', None, "not_object", id="string"),
+    pytest.param("null", None, "not_object", id="null"),
+    pytest.param("NaN", None, "not_object", id="nan"),
+    pytest.param(HUGE_NUMBER, None, "not_object", id="5000-digit-number"),
+    pytest.param("1e999999", None, "not_object", id="huge-exponent"),
+    pytest.param("{}", None, "unknown_action", id="no-action"),
+    pytest.param(
+        frame(action="dance", group="room:a"), None, "unknown_action", id="bad"
+    ),
+    pytest.param(
+        frame(action="JOIN", group="room:a"), None, "unknown_action", id="case"
+    ),
+    pytest.param(
+        '{"action": 1, "group": "room:a"}', None, "unknown_action", id="number"
+    ),
+    pytest.param(
+        frame(action=None, group="room:a"), None, "unknown_action", id="null-a"
+    ),
+    pytest.param(frame(action="join"), None, "missing_group", id="no-group"),
+    pytest.param(frame(action="join", group=""), None, "invalid_group", id="empty-g"),
+    pytest.param(frame(action="join", group="a b"), None, "invalid_group", id="space"),
+    pytest.param(frame(action="join", group="a!b"), None, "invalid_group", id="bang"),
+    pytest.param(
+        frame(action="join", group="rööm"), None, "invalid_group", id="non-ascii"
+    ),
+    pytest.param(
+        frame(action="join", group="room:٣"), None, "invalid_group", id="unicode-digit"
+    ),
+    pytest.param(
+        frame(action="join", group="g" * 100), None, "invalid_group", id="long"
+    ),
+    pytest.param(
+        frame(action="join", group=5), None, "invalid_group", id="number-group"
+    ),
+    pytest.param(frame(action="join", group=None), None, "invalid_group", id="null-g"),
+    pytest.param(
+        frame(action="join", group=["room:a"]), None, "invalid_group", id="list-group"
+    ),
+    pytest.param(
+        '{"action": "join", "group": ' + HUGE_NUMBER + "}",
+        None,
+        "invalid_group",
+        id="5000-digit-group",
+    ),
+    pytest.param(
+        '{"action": "join", "group": "\\ud800"}',
+        None,
+        "invalid_group",
+        id="surrogate-g",
+    ),
+    pytest.param(
+        frame(action="send", group="room:a"), None, "invalid_message", id="no-m"
+    ),
+    pytest.param(
+        frame(action="send", group="room:a", message=5),
+        None,
+        "invalid_message",
+        id="int",
+    ),
+    pytest.param(
+        frame(action="send", group="room:a", message=None),
+        None,
+        "invalid_message",
+        id="null-message",
+    ),
+    pytest.param(
+        frame(action="send", group="room:a", message={"text": "hi"}),
+        None,
+        "invalid_message",
+        id="object-message",
+    ),
+    pytest.param(
+        '{"action": "send", "group": "room:a", "message": ' + HUGE_NUMBER + "}",
+        None,
+        "invalid_message",
+        id="5000-digit-message",
+    ),
+    pytest.param(
+        '{"action": "send", "group": "room:a", "message": "\\ud800"}',
+        None,
+        "invalid_unicode",
+        id="escaped-lone-surrogate",
+    ),
+    pytest.param(
+        '{"action": "send", "group": "room:a", "message": "\ud800"}',
+        None,
+        "invalid_unicode",
+        id="raw-lone-surrogate",
+    ),
+    pytest.param(
+        frame(action="send", group="room:a", message="x" * LIMIT),
+        None,
+        "frame_too_large",
+        id="too-large",
+    ),
+    pytest.param(
+        frame(action="send", group="room:a", message="é" * (LIMIT // 2)),
+        None,
+        "frame_too_large",
+        id="too-large-in-utf8-bytes",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "data", "code"), BAD_FRAMES)
+def test_bad_frames_are_rejected_with_their_code(text, data, code):
+    with pytest.raises(CommandRejected) as caught:
+        parse(text, data)
+    assert caught.value.code == code
+    assert caught.value.detail
+
+
+@pytest.mark.parametrize(("text", "data", "code"), BAD_FRAMES)
+def test_error_frames_are_aether_json_that_utf8_can_carry(text, data, code):
+    """The detail may quote the client's value; the frame must still encode, since
+    daphne encodes every text frame as UTF-8 (a lone surrogate would crash it)."""
+    with pytest.raises(CommandRejected) as caught:
+        parse(text, data)
+    wire = error_frame(caught.value, "room:a").encode("utf-8")
+    message = ChannelMessage.from_json(wire)
+    assert message.type == "aether.error"
+    assert message.target == "room:a"
+    assert json.loads(message.payload) == {
+        "code": code,
+        "detail": caught.value.detail,
+    }
+
+
+def test_frame_size_counts_utf8_bytes_not_characters():
+    message = "é" * 1000  # 2000 bytes
+    text = frame(action="send", group="room:a", message=message)
+    assert parse(text, limit=len(text.encode())) == Command("send", "room:a", message)
+    with pytest.raises(CommandRejected, match="at most"):
+        parse(text, limit=len(text.encode()) - 1)
+
+
+def test_invalid_group_detail_states_the_rule():
+    with pytest.raises(CommandRejected, match="ASCII letters, digits"):
+        parse(frame(action="join", group="a b"))
+
+
+def test_reply_frames_carry_group_and_counts():
+    joined = ChannelMessage.from_json(joined_frame("room:a"))
+    left = ChannelMessage.from_json(left_frame("room:a"))
+    sent = ChannelMessage.from_json(
+        sent_frame("room:a", SendResult(3, 1, (RuntimeError("x"),)))
+    )
+    assert (joined.type, joined.target) == ("aether.joined", "room:a")
+    assert (left.type, left.target) == ("aether.left", "room:a")
+    assert sent.type == "aether.sent"
+    assert json.loads(sent.payload) == {
+        "group": "room:a",
+        "sent_count": 3,
+        "failed_count": 1,
+    }
+
+
+def test_chat_message_names_sender_and_group():
+    message = chat_message(Command("send", "room:a", "hi"), "alice")
+    assert (message.type, message.payload) == ("chat.message", "hi")
+    assert (message.sender, message.target) == ("alice", "room:a")
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+COMMANDISH = st.fixed_dictionaries(
+    {},
+    optional={
+        "action": st.sampled_from(["join", "leave", "send", "x"]) | JSON_VALUES,
+        "group": st.sampled_from(["room:a", "user:1", "a b"]) | JSON_VALUES,
+        "message": JSON_VALUES,
+    },
+)
+ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=200)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        COMMANDISH.map(json.dumps),
+        JSON_VALUES.map(json.dumps),
+        ANY_TEXT,
+    )
+)
+def test_any_text_frame_is_a_command_or_a_clear_rejection(text):
+    try:
+        command = parse(text)
+    except CommandRejected as exc:
+        error_frame(exc).encode("utf-8")
+    else:
+        assert command.action in ("join", "leave", "send")
+        assert (command.message is not None) == (command.action == "send")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=100))
+def test_any_binary_frame_is_rejected(data):
+    with pytest.raises(CommandRejected) as caught:
+        parse(None, data)
+    assert caught.value.code == "binary_frame"
