@@ -23,14 +23,16 @@ from channels.layers import BaseChannelLayer
 MAX_NAME_LENGTH = BaseChannelLayer.MAX_NAME_LENGTH
 STOCK_MARKER = "aether."
 
-_GROUP_NAME = re.compile(r"[a-zA-Z\d\-_.:]+")
-_CHANNEL_NAME = re.compile(r"[a-zA-Z\d\-_.]+(![\d\w\-_.]*)?")
+# ASCII only before the `!` (Python's \d would also take other scripts' digits); the
+# local part after it is Unicode-aware, as in Channels (CONTRACT.md 11).
+_GROUP_NAME = re.compile(r"[a-zA-Z0-9\-_.:]+")
+_CHANNEL_NAME = re.compile(r"[a-zA-Z0-9\-_.]+(![\w\-.]*)?")
 _GROUP_RULE = (
     BaseChannelLayer.invalid_name_error.format("Group")
     + " Group names may also contain colons (Aether style: 'room:lobby')."
 )
 _CHANNEL_RULE = BaseChannelLayer.invalid_name_error.format("Channel")
-_ESCAPED_BODY = re.compile(r"(?:[a-zA-Z\d\-_]|\.\.|\._)+")
+_ESCAPED_BODY = re.compile(r"(?:[a-zA-Z0-9\-_]|\.\.|\._)+")
 _ESCAPE_PAIR = re.compile(r"\.[._]")
 _UNESCAPE = {"..": ".", "._": ":"}
 

@@ -88,6 +88,7 @@ def test_unknown_config_key_fails_at_startup(make_layer):
         pytest.param("!x", id="leading-bang"),
         pytest.param("a:b", id="colon"),
         pytest.param("abc\n", id="trailing-newline"),
+        pytest.param("a\u0663", id="arabic-digit"),
     ],
 )
 async def test_invalid_channel_names_raise_type_error(layer, name):
@@ -118,6 +119,7 @@ async def test_valid_channel_names_are_accepted(layer, name):
         pytest.param("é", id="non-ascii"),
         pytest.param(b"g", id="bytes"),
         pytest.param("room:\n", id="newline"),
+        pytest.param("room:\u0663", id="arabic-digit"),
     ],
 )
 async def test_invalid_group_names_raise_type_error(layer, name):

@@ -2,7 +2,6 @@
 shared settings, name rules that also allow `:` in group names, and the parts of
 group delivery that count into a `SendResult`."""
 
-import re
 from collections.abc import Mapping
 from re import Pattern
 from typing import Any
@@ -10,13 +9,10 @@ from typing import Any
 from channels.layers import BaseChannelLayer
 
 from ..errors import SessionSendFailed
+from ..names import check_channel_name, check_group_name
 from ..results import SendResult
 from ..sessions import Sender, SessionTable
 from . import codec
-
-_CHANNEL_NAME = re.compile(r"[a-zA-Z\d\-_.]+(![\d\w\-_.]*)?")
-_GROUP_NAME = re.compile(r"[a-zA-Z\d\-_.:]+")
-_GROUP_COLON_RULE = " Group names may also contain colons (Aether style: 'room:lobby')."
 
 
 class AetherLayer(BaseChannelLayer):
@@ -46,14 +42,7 @@ class AetherLayer(BaseChannelLayer):
     # Names: Channels' rules, checked whole-string; groups may also hold ':'.
 
     def require_valid_channel_name(self, name: Any, receive: bool = False) -> bool:
-        if not (
-            isinstance(name, str)
-            and len(name) < self.MAX_NAME_LENGTH
-            and _CHANNEL_NAME.fullmatch(name)
-        ):
-            raise TypeError(
-                f"{self.invalid_name_error.format('Channel')} Got {name!r}."
-            )
+        check_channel_name(name)
         if receive and "!" in name and not name.endswith("!"):
             raise TypeError(
                 f"Specific channel names in receive() must end at the !: {name!r}"
@@ -61,15 +50,7 @@ class AetherLayer(BaseChannelLayer):
         return True
 
     def require_valid_group_name(self, name: Any) -> bool:
-        if not (
-            isinstance(name, str)
-            and len(name) < self.MAX_NAME_LENGTH
-            and _GROUP_NAME.fullmatch(name)
-        ):
-            raise TypeError(
-                f"{self.invalid_name_error.format('Group')}{_GROUP_COLON_RULE} "
-                f"Got {name!r}."
-            )
+        check_group_name(name)
         return True
 
     # Sessions: a registered channel is fed by calling its sender.
