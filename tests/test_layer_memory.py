@@ -145,3 +145,33 @@ def test_message_is_also_an_assertion_error_for_channels_compat():
 
     assert issubclass(InvalidMessage, TypeError)
     assert issubclass(InvalidMessage, AssertionError)
+
+
+async def test_send_after_expiry_retires_a_grouped_channel_is_kept():
+    """A direct send to a full channel whose messages all expired is queued, not
+    lost, even though the expiry drops the channel from its groups (CONTRACT.md 43)."""
+    layer = InMemoryChannelLayer(capacity=1, expiry=0.1)
+    await layer.group_add("g", "c")
+    await layer.send("c", {"n": 1})
+    await asyncio.sleep(0.2)  # the clock is the subject here
+    await layer.send("c", {"n": 2})
+    assert (await receive(layer, "c")) == {"n": 2}
+    assert await layer.group_members("g") == set()
+
+
+async def test_unregistered_sessions_leave_no_state():
+    """A connection that registers a session and goes away leaves nothing behind."""
+    layer = InMemoryChannelLayer()
+
+    async def sender(message):
+        pass
+
+    for _ in range(3):
+        channel = await layer.new_channel()
+        await layer.register_session(channel, sender)
+        await layer.group_add("room:1", channel)
+        await layer.send(channel, {"type": "x"})
+        await layer.group_discard("room:1", channel)
+        await layer.unregister_session(channel)
+    assert layer._channels == {}
+    assert layer._groups == {}

@@ -2,7 +2,10 @@
 
 Every operation touches only the channels it names (a group_send costs O(members)),
 messages are encoded once with msgpack (the Redis wire format) and decoded per
-receiver, and a cancelled `receive()` never takes a message with it.
+receiver, and a cancelled `receive()` never takes a message with it. The hot paths
+are kept flat on purpose (bench/memory_bench.py measures them): a name already in the
+tables skips the rule check it passed on its way in, and a group_send queues one
+shared (deadline, payload) item on every member.
 """
 
 import asyncio
@@ -14,8 +17,10 @@ from typing import Any
 
 from ..errors import ChannelFull
 from ..results import SendResult
+from ..sessions import Sender, SessionTable
 from . import codec
 from .base import AetherLayer, call_session, call_sessions
+from .wakeup import running_loop, wake_one
 
 _NO_MEMBERS = SendResult()
 
@@ -30,9 +35,6 @@ class _Channel:
         self.messages: deque[tuple[float, bytes]] | None = None
         self.waiters: list[asyncio.Future[None]] | None = None
         self.groups: set[str] | None = None
-
-    def is_idle(self) -> bool:
-        return not (self.messages or self.waiters or self.groups)
 
 
 class InMemoryChannelLayer(AetherLayer):
@@ -60,38 +62,58 @@ class InMemoryChannelLayer(AetherLayer):
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
         """Queue `message` on `channel`; raise `ChannelFull` when it is at capacity."""
-        self.require_valid_channel_name(channel)
+        ch = self._lookup(channel)
         payload = codec.encode(message)
         sender = self.sessions.get(channel)
         if sender is not None:
             await call_session(channel, sender, payload)
             return
         now = time.monotonic()
-        ch = self._channels.get(channel) or self._open(channel)
-        self._push(channel, ch, payload, now + self.expiry, now)
+        if ch is None:
+            ch = self._open(channel)
+        elif ch.messages and len(ch.messages) >= ch.capacity:
+            self._drop_expired(channel, ch, now)
+            # Expiry may have retired the channel: queue on the live one.
+            ch = self._channels.get(channel) or self._open(channel)
+        messages = ch.messages
+        if messages is None:
+            messages = ch.messages = deque()
+        elif len(messages) >= ch.capacity:
+            raise ChannelFull(channel, ch.capacity)
+        messages.append((now + self.expiry, payload))
+        if ch.waiters:
+            wake_one(ch.waiters, running_loop())
 
     async def receive(self, channel: str) -> dict[str, Any]:
         """Wait for the next message on `channel`; safe to cancel at any point."""
-        self.require_valid_channel_name(channel)
-        loop = asyncio.get_running_loop()
+        ch = self._lookup(channel)
         while True:
-            ch = self._channels.get(channel) or self._open(channel)
-            payload = self._pop(channel, ch)
-            if payload is not None:
-                if ch.is_idle():
-                    self._close_if_idle(channel, ch)
-                return codec.decode(payload)
-            # _pop may have retired an expired channel: wait on the live one.
-            ch = self._channels.get(channel) or self._open(channel)
-            waiter = loop.create_future()
+            if ch is None:
+                ch = self._open(channel)
+            messages = ch.messages
+            if messages:
+                if messages[0][0] < time.monotonic():
+                    self._drop_expired(channel, ch, time.monotonic())
+                if messages:
+                    payload = messages.popleft()[1]
+                    if not (messages or ch.waiters or ch.groups):
+                        self._close_if_idle(channel, ch)
+                    return codec.decode(payload)
+                # Dropping expired messages may have retired the channel.
+                ch = self._channels.get(channel) or self._open(channel)
+            waiter = asyncio.get_running_loop().create_future()
             if ch.waiters is None:
-                ch.waiters = []
-            ch.waiters.append(waiter)
+                ch.waiters = [waiter]
+            else:
+                ch.waiters.append(waiter)
             try:
                 await waiter
             except asyncio.CancelledError:
                 self._abandon(channel, ch, waiter)
                 raise
+            # Look again: a reader that did not wait may have emptied and retired
+            # the channel between our wake-up and now.
+            ch = self._channels.get(channel)
 
     async def new_channel(self, prefix: str = "specific") -> str:
         """A process-specific name that never repeats, even after `random.seed`."""
@@ -100,59 +122,85 @@ class InMemoryChannelLayer(AetherLayer):
     # Groups
 
     async def group_add(self, group: str, channel: str) -> None:
-        self.require_valid_group_name(group)
-        self.require_valid_channel_name(channel)
-        ch = self._channels.get(channel) or self._open(channel)
+        members = self._members_of(group)
+        ch = self._lookup(channel) or self._open(channel)
+        if members is None:
+            members = self._groups[group] = {}
         if ch.groups is None:
-            ch.groups = set()
-        ch.groups.add(group)
-        self._groups.setdefault(group, {})[channel] = time.monotonic()
+            ch.groups = {group}
+        else:
+            ch.groups.add(group)
+        members[channel] = time.monotonic()
 
     async def group_discard(self, group: str, channel: str) -> None:
-        self.require_valid_group_name(group)
-        self.require_valid_channel_name(channel)
+        members = self._members_of(group)
+        if members is None or type(channel) is not str or channel not in members:
+            self.require_valid_channel_name(channel)
         self._leave(group, channel)
 
     async def group_send(self, group: str, message: dict[str, Any]) -> SendResult:
         """Deliver to every member; members at capacity are counted, never skipped."""
-        self.require_valid_group_name(group)
+        members = self._members_of(group)
         payload = codec.encode(message)
-        members = self._groups.get(group)
         if not members:
             return _NO_MEMBERS
         now = time.monotonic()
-        deadline = now + self.expiry
-        oldest = now - self.group_expiry
-        channels = self._channels
-        session_for = self.sessions.get if len(self.sessions) else None
-        sent = 0
-        errors: list[BaseException] = []
-        stale: list[str] = []
-        session_calls = []
-        for name, joined in members.items():
-            if joined < oldest:
-                stale.append(name)
-                continue
-            if session_for is not None and (sender := session_for(name)) is not None:
-                session_calls.append((name, sender))
-                continue
-            ch = channels[name]
-            messages = ch.messages
-            if messages and messages[0][0] < now:
-                stale.append(name)
-                continue
-            try:
-                self._push(name, ch, payload, deadline, now)
-            except ChannelFull as exc:
-                errors.append(exc)
-            else:
-                sent += 1
+        sessions = self.sessions if len(self.sessions) else None
+        sent, errors, stale, session_calls = self._deliver(
+            members, (now + self.expiry, payload), now, sessions
+        )
         for name in stale:
             self._expire_membership(group, name, now)
         result = SendResult.of(sent, errors)
         if session_calls:
             result += await call_sessions(session_calls, payload)
         return result
+
+    def _deliver(
+        self,
+        members: dict[str, float],
+        item: tuple[float, bytes],
+        now: float,
+        sessions: SessionTable | None,
+    ) -> tuple[int, list[BaseException], list[str], list[tuple[str, Sender]]]:
+        """Queue one shared (deadline, payload) item on every live member (the hot
+        loop of group_send, kept flat). Returns what it could not do here: failures,
+        stale memberships, and members served by a session."""
+        oldest = now - self.group_expiry
+        channels = self._channels
+        running = running_loop()
+        sent = 0
+        errors: list[BaseException] = []
+        stale: list[str] = []
+        session_calls: list[tuple[str, Sender]] = []
+        for name, joined in members.items():
+            if joined < oldest:
+                stale.append(name)
+                continue
+            if sessions is not None and (sender := sessions.get(name)) is not None:
+                session_calls.append((name, sender))
+                continue
+            ch = channels[name]
+            messages = ch.messages
+            if messages is None:
+                messages = ch.messages = deque()
+            elif messages and messages[0][0] < now:
+                stale.append(name)  # an unread message expired: its reader is gone
+                continue
+            elif len(messages) >= ch.capacity:
+                errors.append(ChannelFull(name, ch.capacity))
+                continue
+            messages.append(item)
+            if ch.waiters:
+                wake_one(ch.waiters, running)
+            sent += 1
+        return sent, errors, stale, session_calls
+
+    async def unregister_session(self, session_id: str) -> None:
+        await super().unregister_session(session_id)
+        ch = self._channels.get(session_id)
+        if ch is not None:
+            self._close_if_idle(session_id, ch)
 
     async def group_members(self, group: str) -> set[str]:
         """The channels in `group` now, memberships past `group_expiry` excluded."""
@@ -177,37 +225,28 @@ class InMemoryChannelLayer(AetherLayer):
 
     # Internals
 
+    def _members_of(self, group: str) -> dict[str, float] | None:
+        """The group's members, if it has any; as with channels, only a group name
+        never seen is checked against the rules."""
+        members = self._groups.get(group) if type(group) is str else None
+        if members is None:
+            self.require_valid_group_name(group)
+        return members
+
+    def _lookup(self, name: str) -> _Channel | None:
+        """The channel's state, if it has any. Only a name never seen is checked
+        against the rules: every name in the table passed them on its way in."""
+        ch = self._channels.get(name) if type(name) is str else None
+        if ch is None:
+            self.require_valid_channel_name(name)
+        return ch
+
     def _open(self, name: str) -> _Channel:
         ch = _Channel(
             self.get_capacity(name) if self.channel_capacity else self.capacity
         )
         self._channels[name] = ch
         return ch
-
-    def _push(
-        self, name: str, ch: _Channel, payload: bytes, deadline: float, now: float
-    ) -> None:
-        messages = ch.messages
-        if messages is None:
-            messages = ch.messages = deque()
-        elif len(messages) >= ch.capacity:
-            self._drop_expired(name, ch, now)
-            if len(messages) >= ch.capacity:
-                raise ChannelFull(name, ch.capacity)
-        messages.append((deadline, payload))
-        waiters = ch.waiters
-        if waiters:
-            _wake_one(waiters)
-
-    def _pop(self, name: str, ch: _Channel) -> bytes | None:
-        messages = ch.messages
-        if not messages:
-            return None
-        if messages[0][0] < time.monotonic():
-            self._drop_expired(name, ch, time.monotonic())
-            if not messages:
-                return None
-        return messages.popleft()[1]
 
     def _drop_expired(self, name: str, ch: _Channel, now: float) -> None:
         """Remove messages past `expiry`; a channel that let one expire unread leaves
@@ -243,41 +282,12 @@ class InMemoryChannelLayer(AetherLayer):
         if waiter in waiters:
             waiters.remove(waiter)
         elif waiter.done() and not waiter.cancelled() and ch.messages and waiters:
-            _wake_one(waiters)
+            wake_one(waiters, running_loop())
         self._close_if_idle(name, ch)
 
     def _close_if_idle(self, name: str, ch: _Channel) -> None:
-        if (
-            ch.is_idle()
-            and self._channels.get(name) is ch
-            and name not in self.sessions
-        ):
-            del self._channels[name]
-
-
-def _wake_one(waiters: list[asyncio.Future[None]]) -> None:
-    """Wake the first receiver still waiting, on whichever event loop it runs."""
-    while waiters:
-        waiter = waiters.pop(0)
-        if waiter.done():
-            continue
-        loop = waiter.get_loop()
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if loop is running:
-            waiter.set_result(None)
+        """Forget an idle channel, so a server's table holds only live channels."""
+        if ch.messages or ch.waiters or ch.groups or self.sessions.get(name):
             return
-        try:
-            loop.call_soon_threadsafe(_resolve, waiter, waiters)
-        except RuntimeError:  # that loop is closed: its receiver is gone
-            continue
-        return
-
-
-def _resolve(waiter: asyncio.Future[None], waiters: list[asyncio.Future[None]]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
-    else:  # cancelled on its way: the wake-up goes to the next receiver
-        _wake_one(waiters)
+        if self._channels.get(name) is ch:
+            del self._channels[name]
