@@ -2,6 +2,7 @@
 bad-frame table, the authorization matrix, the limits, and stock layers."""
 
 import asyncio
+import contextlib
 import json
 
 import pytest
@@ -45,13 +46,26 @@ class EventConsumer(PersonalConsumer):
         await self.send(text_data=f"custom:{event['value']}")
 
 
+@contextlib.contextmanager
+def default_layer(layer):
+    """Make `layer` Django's default layer for a while; afterwards the default is
+    what it was, or built from settings again if there was none."""
+    previous = channel_layers.set("default", layer)
+    try:
+        yield layer
+    finally:
+        if previous is None:
+            channel_layers.backends.pop("default", None)
+        else:
+            channel_layers.set("default", previous)
+
+
 @pytest.fixture
 async def layer(make_layer):
     """A fresh layer of the current backend, made Django's default layer."""
     made = make_layer()
-    previous = channel_layers.set("default", made)
-    yield made
-    channel_layers.set("default", previous)
+    with default_layer(made):
+        yield made
 
 
 async def open_socket(user, consumer=PersonalConsumer, path="/ws/"):
@@ -379,8 +393,7 @@ async def test_a_client_that_stops_reading_fails_deliveries_then_is_closed(layer
 
 async def test_consumer_works_over_the_stock_in_memory_layer():
     stock = StockMemoryLayer()
-    previous = channel_layers.set("default", stock)
-    try:
+    with default_layer(stock):
         alice = await open_socket(ALICE, BareConsumer)
         bob = await open_socket(BOB, BareConsumer)
         for communicator in (alice, bob):
@@ -392,5 +405,3 @@ async def test_consumer_works_over_the_stock_in_memory_layer():
         await bob.disconnect()
         await alice.disconnect()
         assert stock.groups == {}
-    finally:
-        channel_layers.set("default", previous)

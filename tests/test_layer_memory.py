@@ -123,10 +123,20 @@ async def test_state_is_released_when_readers_leave():
     await asyncio.gather(*tasks, return_exceptions=True)
     for channel in channels:
         await layer.group_discard("g", channel)
-    await layer.send("once", {"type": "x"})
-    await receive(layer, "once")
     assert layer._channels == {}
     assert layer._groups == {}
+
+
+async def test_one_shot_channels_are_forgotten_in_batches():
+    """Channels emptied by a reader that never comes back are kept at most a batch
+    long, so their number stays bounded however many there are."""
+    from aether_compat.layers.memory import _IDLE_BATCH
+
+    layer = InMemoryChannelLayer()
+    for n in range(3 * _IDLE_BATCH):
+        await layer.send(f"once-{n}", {"type": "x"})
+        await receive(layer, f"once-{n}")
+    assert len(layer._channels) <= _IDLE_BATCH + 1
 
 
 async def test_group_send_does_not_touch_other_channels():

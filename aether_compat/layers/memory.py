@@ -23,6 +23,7 @@ from .base import AetherLayer, call_session, call_sessions
 from .wakeup import running_loop, wake_one
 
 _NO_MEMBERS = SendResult()
+_IDLE_BATCH = 1024  # idle channels kept at most before they are forgotten
 
 
 class _Channel:
@@ -57,6 +58,7 @@ class InMemoryChannelLayer(AetherLayer):
         self._groups: dict[str, dict[str, float]] = {}
         self._client = secrets.token_hex(6)
         self._counter = itertools.count(1)
+        self._maybe_idle: set[str] = set()
 
     # Channels API
 
@@ -97,7 +99,7 @@ class InMemoryChannelLayer(AetherLayer):
                 if messages:
                     payload = messages.popleft()[1]
                     if not (messages or ch.waiters or ch.groups):
-                        self._close_if_idle(channel, ch)
+                        self._retire_later(channel)
                     return codec.decode(payload)
                 # Dropping expired messages may have retired the channel.
                 ch = self._channels.get(channel) or self._open(channel)
@@ -217,6 +219,7 @@ class InMemoryChannelLayer(AetherLayer):
             ch.messages = None
             ch.groups = None
         self._groups = {}
+        self._maybe_idle = set()
         for name, ch in list(self._channels.items()):
             self._close_if_idle(name, ch)
 
@@ -284,6 +287,18 @@ class InMemoryChannelLayer(AetherLayer):
         elif waiter.done() and not waiter.cancelled() and ch.messages and waiters:
             wake_one(waiters, running_loop())
         self._close_if_idle(name, ch)
+
+    def _retire_later(self, name: str) -> None:
+        """Note a channel that a reader just emptied. Most readers come straight back,
+        so idle channels are forgotten in batches rather than on every message."""
+        idle = self._maybe_idle
+        idle.add(name)
+        if len(idle) > _IDLE_BATCH:
+            self._maybe_idle = set()
+            for candidate in idle:
+                ch = self._channels.get(candidate)
+                if ch is not None:
+                    self._close_if_idle(candidate, ch)
 
     def _close_if_idle(self, name: str, ch: _Channel) -> None:
         """Forget an idle channel, so a server's table holds only live channels."""
