@@ -2,12 +2,10 @@
 bad-frame table, the authorization matrix, the limits, and stock layers."""
 
 import asyncio
-import contextlib
 import json
 
 import pytest
 from channels.layers import InMemoryChannelLayer as StockMemoryLayer
-from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, User
 from django.test import override_settings
@@ -16,6 +14,7 @@ from aether_compat import ChannelMessage, Channels
 from aether_compat.consumers import AetherConsumer
 from aether_compat.outbound import OutboundGauge
 from aether_compat.permissions import is_authenticated
+from tests.facade_support import as_default_layer
 from tests.test_protocol import BAD_FRAMES
 
 ALICE = User(pk=1, username="alice")
@@ -46,25 +45,11 @@ class EventConsumer(PersonalConsumer):
         await self.send(text_data=f"custom:{event['value']}")
 
 
-@contextlib.contextmanager
-def default_layer(layer):
-    """Make `layer` Django's default layer for a while; afterwards the default is
-    what it was, or built from settings again if there was none."""
-    previous = channel_layers.set("default", layer)
-    try:
-        yield layer
-    finally:
-        if previous is None:
-            channel_layers.backends.pop("default", None)
-        else:
-            channel_layers.set("default", previous)
-
-
 @pytest.fixture
 async def layer(make_layer):
     """A fresh layer of the current backend, made Django's default layer."""
     made = make_layer()
-    with default_layer(made):
+    with as_default_layer(made):
         yield made
 
 
@@ -393,7 +378,7 @@ async def test_a_client_that_stops_reading_fails_deliveries_then_is_closed(layer
 
 async def test_consumer_works_over_the_stock_in_memory_layer():
     stock = StockMemoryLayer()
-    with default_layer(stock):
+    with as_default_layer(stock):
         alice = await open_socket(ALICE, BareConsumer)
         bob = await open_socket(BOB, BareConsumer)
         for communicator in (alice, bob):
