@@ -3,5 +3,6 @@
 
 from .base import AetherLayer
 from .memory import InMemoryChannelLayer
+from .redis import RedisChannelLayer
 
-__all__ = ["AetherLayer", "InMemoryChannelLayer"]
+__all__ = ["AetherLayer", "InMemoryChannelLayer", "RedisChannelLayer"]

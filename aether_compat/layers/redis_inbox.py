@@ -1,0 +1,219 @@
+"""The inbox of one Redis layer instance and the tasks that keep it flowing: the
+pump (Redis -> local buffers), the heartbeat (presence), the sweeper (expiry) and
+the ack flusher (capacity counts back in Redis).
+
+The tasks run on the event loop that first needed them; if that loop closes, the
+next caller on another loop starts them again there.
+"""
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from ..errors import SessionSendFailed
+from ..sessions import SessionTable
+from .base import call_session
+from .redis_commands import Command, script
+from .redis_connections import Connections
+from .redis_keys import channel_name, decode_item
+from .redis_local import LocalChannels
+from .redis_presence import Presence
+from .redis_pump import Pump, backoff, raise_if_cancelling
+from .redis_scripts import ACK
+
+logger = logging.getLogger("aether_compat.layers.redis")
+
+_JOBS = ("pump", "heartbeat", "sweeper")
+
+
+@dataclass
+class RedisLayerStats:
+    """Counters of what went wrong, for logs and dashboards."""
+
+    redis_errors: int = 0
+    failed_sends: int = 0
+    session_failures: int = 0
+    expired_unread: int = 0
+
+
+class Inbox:
+    """Background work for this instance's own channels."""
+
+    def __init__(
+        self,
+        *,
+        stats: RedisLayerStats,
+        connections: Connections,
+        presence: Presence,
+        sessions: SessionTable,
+        open_payload: Callable[[bytes], bytes | None],
+        on_error: Callable[[BaseException | None], None],
+        on_unread: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self.box = presence.box
+        self.base = presence.base
+        self.local = LocalChannels()
+        self.stats = stats
+        self._connections = connections
+        self._presence = presence
+        self._sessions = sessions
+        self._open = open_payload
+        self._on_error = on_error
+        self._on_unread = on_unread
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._spare: set[asyncio.Task[Any]] = set()
+        self._lock = threading.Lock()
+        self._running_on: asyncio.AbstractEventLoop | None = None
+
+    def ensure_running(self) -> None:
+        """Start whichever of the pump, heartbeat and sweeper is not running."""
+        loop = asyncio.get_running_loop()
+        if self._running_on is loop:
+            return
+        with self._lock:
+            self._running_on = loop
+            for name in _JOBS:
+                task = self._tasks.get(name)
+                if task is None or task.done() or task.get_loop().is_closed():
+                    job = getattr(self, "_" + name)
+                    task = loop.create_task(job(), name=f"aether-{name}")
+                    task.add_done_callback(self._job_ended)
+                    self._tasks[name] = task
+
+    def _job_ended(self, task: asyncio.Task[Any]) -> None:
+        self._running_on = None  # the next caller checks them all again
+
+    def own(self, coroutine: Awaitable[Any]) -> None:
+        """Run a small follow-up task, kept so that `stop` can end it."""
+        task = asyncio.ensure_future(coroutine)
+        self._spare.add(task)
+        task.add_done_callback(self._spare.discard)
+
+    async def stop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Cancel and await the tasks running on `loop` (the current one)."""
+        mine = [
+            t for t in [*self._tasks.values(), *self._spare] if t.get_loop() is loop
+        ]
+        for task in mine:
+            task.cancel()
+        await asyncio.gather(*mine, return_exceptions=True)
+
+    def stop_elsewhere(self) -> None:
+        for task in list(self._tasks.values()):
+            if not task.get_loop().is_closed():
+                task.get_loop().call_soon_threadsafe(task.cancel)
+
+    # Acks: counts of received or expired messages, taken back in Redis
+
+    def restore_acks(self, acks: dict[str, int]) -> None:
+        """Put back acks whose command failed; they go with the next flush."""
+        for token, count in acks.items():
+            self.local.ack(token, count)
+
+    def flush_acks_soon(self) -> None:
+        task = self._tasks.get("acks")
+        if task is None or task.done():
+            loop = asyncio.get_running_loop()
+            self._tasks["acks"] = loop.create_task(self._flush_acks())
+
+    async def _flush_acks(self) -> None:
+        failures = 0
+        while self.local.acks:
+            raise_if_cancelling()
+            acks = self.local.drain_acks()
+            try:
+                await self._connections.execute(self._ack_batch(acks))
+                failures = 0
+            except (RedisError, OSError) as exc:
+                raise_if_cancelling()
+                self.restore_acks(acks)
+                self._on_error(exc)
+                failures += 1
+                await asyncio.sleep(backoff(failures))
+
+    def _ack_batch(self, acks: dict[str, int]) -> list[tuple[str, Command]]:
+        if not acks:
+            return []
+        return [(self.box, script(ACK, [self.base + "n"], [format_acks(acks)]))]
+
+    # The jobs
+
+    async def _pump(self) -> None:
+        pump = Pump(
+            self.base,
+            lambda: self._connections.blocking_client(self.box),
+            self._deliver,
+            self._on_error,
+        )
+        try:
+            await pump.run()
+        finally:
+            self.local.wake_all()  # a reader elsewhere restarts the pump
+
+    async def _heartbeat(self) -> None:
+        await self._presence.heartbeat(
+            self._connections.execute, lambda: self._on_error(None)
+        )
+
+    async def _sweeper(self) -> None:
+        """Drop buffered messages at their deadline, freeing their capacity; a channel
+        that let one expire unread leaves its groups (CONTRACT.md 43)."""
+        while True:
+            raise_if_cancelling()
+            deadline = self.local.next_deadline()
+            wait = 1.0 if deadline is None else (deadline - _now_ms() + 1) / 1000
+            await asyncio.sleep(min(1.0, max(0.0, wait)))
+            for name in self.local.sweep(_now_ms()):
+                self.stats.expired_unread += 1
+                await self._on_unread(name)
+            if self.local.acks:
+                self.flush_acks_soon()
+
+    async def _deliver(self, items: list[bytes]) -> None:
+        now = _now_ms()
+        for item in items:
+            try:
+                deadline, tokens, data = decode_item(item)
+            except ValueError:  # not written by this layer: skip, do not crash
+                logger.error("skipped a malformed item in %s: %r", self.base, item[:80])
+                continue
+            payload = self._open(data) if deadline >= now else None
+            if payload is None:
+                for token in tokens:
+                    self.local.ack(token)
+                continue
+            targets = []
+            for token in tokens:
+                name = channel_name(self.box, token)
+                sender = self._sessions.get(name) if len(self._sessions) else None
+                if sender is None:
+                    targets.append((name, token))
+                else:
+                    self.local.ack(token)
+                    await self._call(name, sender, payload)
+            if targets:
+                self.local.put(deadline, targets, payload)
+        if self.local.acks:
+            self.flush_acks_soon()
+
+    async def _call(self, name: str, sender: Any, payload: bytes) -> None:
+        try:
+            await call_session(name, sender, payload)
+        except SessionSendFailed as exc:
+            self.stats.session_failures += 1
+            logger.warning("%s", exc)
+
+
+def format_acks(acks: dict[str, int]) -> str:
+    """Acks as one script argument: "token count token count ..."."""
+    return " ".join(f"{token} {count}" for token, count in acks.items())
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

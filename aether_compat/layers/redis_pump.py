@@ -1,0 +1,129 @@
+"""The pump: the one task that moves a process's inbox from Redis into its local
+buffers, with one blocking pop per message (or one script per batch when a backlog
+is waiting), and that survives Redis going away.
+
+Each item it takes is first moved to an in-flight list (`BLMOVE`), and only
+removed from there by the next command after it was handed on. A pump cancelled
+mid-command (its event loop closed) or cut off from Redis therefore loses nothing:
+the next pump puts what is in flight back at the head of the inbox.
+"""
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from .redis_commands import command, run_batch, script
+from .redis_hosts import BLOCK_SECONDS
+from .redis_scripts import PUMP_TAKE, RECOVER
+
+logger = logging.getLogger("aether_compat.layers.redis")
+
+BATCH = 100
+
+
+class Pump:
+    """Feeds `deliver` with the items of one inbox until cancelled."""
+
+    def __init__(
+        self,
+        base: str,
+        client: Callable[[], Any],
+        deliver: Callable[[list[bytes]], Awaitable[None]],
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        self.inbox = base + "q"
+        self.in_flight = base + "f"
+        self._client = client
+        self._deliver = deliver
+        self._on_error = on_error
+        self._handed_on: list[bytes] = []
+        self._backlog = False
+        self._connection: Any = None  # held for the pump's life (plain Redis only)
+        self._pool: Any = None
+
+    async def run(self) -> None:
+        failures = 0
+        recovered = False
+        while True:
+            raise_if_cancelling()
+            try:
+                client = self._client()
+                if not recovered:
+                    await self._recover(client)
+                    recovered = True
+                items = await self._next_items(client)
+                self._handed_on = items
+                failures = 0
+            except (RedisError, OSError) as exc:
+                raise_if_cancelling()
+                await self._drop_connection()
+                self._on_error(exc)
+                failures += 1
+                recovered = False
+                await asyncio.sleep(backoff(failures))
+                continue
+            except BaseException:
+                await asyncio.shield(self._drop_connection())
+                raise
+            if items:
+                await self._deliver(items)
+
+    async def _recover(self, client: Any) -> None:
+        keys = [self.inbox, self.in_flight]
+        await run_batch(client, [script(RECOVER, keys, self._handed_on)])
+        self._handed_on = []
+        self._backlog = True
+
+    async def _next_items(self, client: Any) -> list[bytes]:
+        if self._backlog:
+            keys = [self.inbox, self.in_flight]
+            (items,) = await run_batch(client, [script(PUMP_TAKE, keys, [BATCH])])
+            self._backlog = len(items) == BATCH
+            return list(items)
+        words = [("DEL", self.in_flight)] if self._handed_on else []
+        words.append(
+            ("BLMOVE", self.inbox, self.in_flight, "LEFT", "RIGHT", BLOCK_SECONDS)
+        )
+        words.append(("LLEN", self.inbox))
+        if hasattr(client, "connection_pool"):
+            *_, item, waiting = await self._raw(client, words)
+        else:  # a Cluster client routes each command itself
+            *_, item, waiting = await run_batch(client, [command(*w) for w in words])
+        self._backlog = waiting > 0
+        return [] if item is None else [item]
+
+    async def _raw(self, client: Any, words: list[tuple[Any, ...]]) -> list[Any]:
+        """The blocking step on a connection the pump keeps: one write, then the
+        replies, without a pipeline object or a trip through the pool per message."""
+        if self._connection is None:
+            self._pool = client.connection_pool
+            self._connection = await self._pool.get_connection()
+        connection = self._connection
+        await connection.send_packed_command(connection.pack_commands(words))
+        return [await connection.read_response() for _ in words]
+
+    async def _drop_connection(self) -> None:
+        """Give the held connection back, closed (its replies may be out of step)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.disconnect()
+            await self._pool.release(connection)
+
+
+def raise_if_cancelling() -> None:
+    """A cancellation that lands just as a reply arrives can be absorbed inside
+    redis-py (the command then returns or fails normally); a loop that retries or
+    repeats must still stop when its task is being cancelled."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait before retry number `failures`: doubling from 50 ms up to
+    2 s, with jitter so that many processes do not reconnect in step."""
+    return min(2.0, 0.05 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0)
