@@ -75,8 +75,8 @@ class DashboardConsumer(AetherConsumer):
         while True:
             try:
                 data = json.dumps(await snapshot(), separators=(",", ":"))
-            except Exception:
-                logger.exception("dashboard snapshot failed")
+            except Exception as exc:  # e.g. Redis down: try again next tick
+                logger.warning("dashboard snapshot failed: %r", exc)
             else:
                 frame = ChannelMessage(type="dashboard.stats", payload=data)
                 await self.send(text_data=frame.to_json())

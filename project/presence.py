@@ -3,6 +3,7 @@ are present (across processes, on Redis too), `ChatSession` rows give them names
 
 import hashlib
 import json
+import logging
 from collections import Counter
 
 from aether_compat import ChannelMessage, Channels
@@ -10,6 +11,7 @@ from aether_compat import ChannelMessage, Channels
 from .models import ChatSession
 
 PRESENCE = "presence"
+logger = logging.getLogger(__name__)
 
 
 def guest_name(channel: str) -> str:
@@ -35,8 +37,15 @@ async def roster(group: str) -> dict[str, object]:
 
 
 async def announce(group: str) -> None:
-    """Tell everyone in `group` who is there now."""
-    payload = json.dumps(await roster(group), separators=(",", ":"))
+    """Tell everyone in `group` who is there now. The list is a courtesy: when the
+    layer cannot say who is there (Redis down), this update is skipped, and the
+    connection that arrived or left is not harmed."""
+    try:
+        present = await roster(group)
+    except Exception as exc:  # any layer's failure; the next change sends a list
+        logger.warning("member list of %s not sent: %r", group, exc)
+        return
+    payload = json.dumps(present, separators=(",", ":"))
     await Channels.group(group).broadcast(
         ChannelMessage(type=PRESENCE, payload=payload, target=group)
     )

@@ -71,9 +71,12 @@ LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 
 # aether_compat: the demo lets anonymous visitors into chat rooms (the library's
-# default does not), and operators may tune the WebSocket limits with a JSON object,
+# default does not; AETHER_ALLOW_ANONYMOUS_ROOMS=0 turns that off), and operators may
+# tune the WebSocket limits with a JSON object,
 # e.g. AETHER_WEBSOCKET_LIMITS='{"commands_per_second": 50}'.
-AETHER_ALLOW_ANONYMOUS_ROOMS = True
+AETHER_ALLOW_ANONYMOUS_ROOMS = (
+    os.environ.get("AETHER_ALLOW_ANONYMOUS_ROOMS", "1") == "1"
+)
 AETHER_WEBSOCKET_LIMITS = json.loads(os.environ.get("AETHER_WEBSOCKET_LIMITS", "{}"))
 
 LOGGING = {

@@ -200,3 +200,41 @@ class Browser:
         if cookies:
             headers["Cookie"] = cookies
         return headers
+
+
+# Several servers at once (reliability tests, issue 6)
+
+
+@contextlib.contextmanager
+def daphne_servers(
+    db_path: Path, count: int, **env: str
+) -> Iterator[list[DaphneServer]]:
+    """`count` demo servers on one database, started side by side (each takes a
+    second or two to import Django), all stopped at the end."""
+    servers = [DaphneServer(db_path, **env) for _ in range(count)]
+    threads = [threading.Thread(target=_start_quietly, args=(s,)) for s in servers]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(STARTUP_SECONDS + 5)
+        for server in servers:
+            if not server.port or server.process is None:
+                raise TimeoutError(f"a daphne server did not start:\n{server.log}")
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def _start_quietly(server: DaphneServer) -> None:
+    with contextlib.suppress(Exception):  # daphne_servers() reports who failed
+        server.start()
+
+
+def copy_database(template: Path, folder: Path) -> Path:
+    """A copy of a prepared database, so that each test starts from the same one
+    without migrating again."""
+    copy = folder / "demo.sqlite3"
+    copy.write_bytes(template.read_bytes())
+    return copy
