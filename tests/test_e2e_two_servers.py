@@ -1,11 +1,14 @@
 """Two demo servers on one Redis: chat and presence cross process boundaries."""
 
+import asyncio
 import json
+import subprocess
+import sys
 
 import pytest
 
 from tests.redis_servers import redis_server
-from tests.servers import Browser, daphne_server, prepare_database
+from tests.servers import ROOT, Browser, daphne_server, prepare_database, project_env
 from tests.test_e2e import command, next_message, open_ws
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
@@ -49,3 +52,41 @@ async def _presence_with(ws, connections):
         roster = json.loads((await _next_of_type(ws, "presence")).payload)
         if roster["connections"] == connections:
             return roster
+
+
+async def test_manage_py_broadcast_reaches_a_running_servers_clients(tmp_path):
+    """`python manage.py broadcast` in its own process, on the Redis layer, reaches
+    the WebSocket clients of a running daphne and prints honest counts."""
+    db_path = tmp_path / "shared.sqlite3"
+    prepare_database(db_path)
+    with (
+        redis_server() as redis,
+        daphne_server(db_path, AETHER_REDIS_URL=redis.url) as server,
+    ):
+        alice = await open_ws(server, Browser(server.url).login("alice"), "/ws/chat/x/")
+        bob = await open_ws(server, Browser(server.url).login("bob"), "/ws/chat/x/")
+        await _presence_with(alice, 2)
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "manage.py", "broadcast", "room:x", "from ops"],
+            cwd=ROOT,
+            env={**project_env(db_path), "AETHER_REDIS_URL": redis.url},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "Broadcast to 'room:x': sent=2 failed=0"
+        for ws in (alice, bob):
+            assert await _next_text(ws, "from ops") == "from ops"
+        await alice.close()
+        await bob.close()
+        assert not server.tracebacks()
+
+
+async def _next_text(ws, wanted):
+    """The first frame equal to `wanted` (presence updates may come first)."""
+    async with asyncio.timeout(10):
+        while (frame := await ws.recv()) != wanted:
+            pass
+    return frame
