@@ -5,6 +5,7 @@ deadline, and stopped by pid. The shared Redis at 6379 is never touched."""
 import contextlib
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -63,7 +64,7 @@ class RedisProcess:
         self.port = port or free_port()
         self.args = args
         self.sentinel = sentinel
-        self.dir = Path(tempfile.mkdtemp(prefix="aether-redis-"))
+        self.dir: Path | None = None  # made at start, removed at stop
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -74,6 +75,7 @@ class RedisProcess:
         return redis.Redis(port=self.port, socket_timeout=2)
 
     def start(self) -> "RedisProcess":
+        self.dir = Path(tempfile.mkdtemp(prefix="aether-redis-"))
         if self.sentinel:
             config = self.dir / "sentinel.conf"
             config.write_text("\n".join(self.args) + "\n")
@@ -99,6 +101,9 @@ class RedisProcess:
             os.kill(self.process.pid, sig)
             self.process.wait(10)
         self.process = None
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)

@@ -405,11 +405,6 @@ async def renewed(redis, live_key: str) -> None:
         client.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Redis layer: group_members lets redis-py's own exceptions out (see "
-    "notes-reliability.md); callers cannot catch them without importing redis",
-)
 async def test_group_members_during_an_outage_raises_a_catchable_error():
     """A consumer asking who is in a room while Redis is down gets an error from
     aether_compat's tree (or a built-in ConnectionError), as every other layer call

@@ -423,3 +423,33 @@ def dbs_holding(prefix, hosts):
             used.add(index)
         raw.close()
     return used
+
+
+# Event loops come and go (async_to_sync)
+
+
+def test_pump_moves_to_the_next_loop_and_loses_nothing(make_redis):
+    """The inbox's tasks start on the loop that first needs them; when async_to_sync
+    closes that loop mid-BLMOVE, the next loop starts them again and nothing that
+    was sent meanwhile is lost."""
+    from asgiref.sync import async_to_sync
+
+    layer, sender = make_redis(), make_redis()
+    channel = async_to_sync(layer.new_channel)()  # its loop closes right after
+    for index in range(3):
+        async_to_sync(sender.send)(channel, {"type": "x", "i": index})
+    got = [async_to_sync(receive)(layer, channel) for _ in range(3)]
+    assert [message["i"] for message in got] == [0, 1, 2]
+
+
+async def test_malformed_inbox_item_is_skipped(make_redis, caplog):
+    """An item not written by the layer is logged and skipped; the pump goes on."""
+    layer = make_redis()
+    channel = await layer.new_channel()
+    raw = redis.Redis.from_url(REDIS_URL)
+    raw.rpush(layer._presence.base + "q", b"garbage without newlines")
+    raw.close()
+    with caplog.at_level(logging.ERROR, "aether_compat.layers.redis"):
+        await layer.send(channel, {"type": "after"})
+        assert await receive(layer, channel) == {"type": "after"}
+    assert "malformed" in caplog.text

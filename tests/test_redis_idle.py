@@ -11,7 +11,7 @@ import pytest
 from aether_compat.layers import RedisChannelLayer
 from tests.conftest import REDIS_URL
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 
 @pytest.mark.timeout(90)

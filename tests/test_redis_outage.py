@@ -35,6 +35,8 @@ async def test_redis_restart_is_survived(server):
         result = await sender.group_send("room:1", {"type": "lost"})
         assert (result.sent_count, result.failed_count) == (0, 1)
         assert isinstance(result.errors[0], MemberUnreachable)
+        with pytest.raises(MemberUnreachable, match="room:1"):
+            await sender.group_members("room:1")  # an error of ours, not redis-py's
         done, _ = await asyncio.wait([waiting, waiting_plain], timeout=1.5)
         assert not done  # receivers keep waiting: nothing raised into them
 
@@ -51,6 +53,7 @@ async def test_redis_restart_is_survived(server):
             assert await waiting_plain == {"type": "plain-back"}
         assert owner.stats.redis_errors > 0
         assert sender.stats.failed_sends == 2
+        assert sender.stats.redis_errors >= 3
     finally:
         for layer in (owner, sender):
             await layer.close()

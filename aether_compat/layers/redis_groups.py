@@ -112,8 +112,17 @@ class GroupOps(AetherLayer):
 
     async def group_members(self, group: str) -> set[str]:
         """The members of `group` now: joined within `group_expiry`, in a process
-        that is alive (its heartbeat is at most `presence_timeout` old)."""
+        that is alive (its heartbeat is at most `presence_timeout` old). Raises
+        `MemberUnreachable` (naming the group) when Redis does not answer."""
         self.require_valid_group_name(group)
+        try:
+            return await self._members(group)
+        except (RedisError, OSError) as exc:
+            self._count_error(exc)
+            host = self._connections.host_of(group_tag(group))
+            raise MemberUnreachable(group, f"Redis at {host} failed: {exc!r}") from exc
+
+    async def _members(self, group: str) -> set[str]:
         cutoff = self._cutoff()
         procs = group_key(self.prefix, group)
         if self._connections.one_server:

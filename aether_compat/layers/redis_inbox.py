@@ -70,6 +70,7 @@ class Inbox:
         self._spare: set[asyncio.Task[Any]] = set()
         self._lock = threading.Lock()
         self._running_on: asyncio.AbstractEventLoop | None = None
+        self._pump_object: Pump | None = None
 
     def ensure_running(self) -> None:
         """Start whichever of the pump, heartbeat and sweeper is not running."""
@@ -102,6 +103,10 @@ class Inbox:
         ]
         for task in mine:
             task.cancel()
+        _, pending = await asyncio.wait(mine, timeout=0.2) if mine else ((), ())
+        if pending and self._pump_object is not None:
+            # redis-py may swallow the cancel and read on until BLMOVE times out
+            await self._pump_object.abort()
         await asyncio.gather(*mine, return_exceptions=True)
 
     def stop_elsewhere(self) -> None:
@@ -151,9 +156,11 @@ class Inbox:
             self._deliver,
             self._on_error,
         )
+        self._pump_object = pump
         try:
             await pump.run()
         finally:
+            self._pump_object = None
             self.local.wake_all()  # a reader elsewhere restarts the pump
 
     async def _heartbeat(self) -> None:

@@ -106,6 +106,7 @@ class Presence:
                 failures += 1
                 on_error()
                 logger.warning("presence heartbeat failed: %r", exc)
+            raise_if_cancelling()  # a cancel absorbed by redis-py: stop, do not sleep
             await asyncio.sleep(backoff(failures) if failures else self.interval)
 
 

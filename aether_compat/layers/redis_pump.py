@@ -104,13 +104,22 @@ class Pump:
             self._connection = await self._pool.get_connection()
         connection = self._connection
         await connection.send_packed_command(connection.pack_commands(words))
-        return [await connection.read_response() for _ in words]
+        replies = []
+        for _ in words:
+            raise_if_cancelling()  # before a read that may block for BLOCK_SECONDS
+            replies.append(await connection.read_response())
+        return replies
+
+    async def abort(self) -> None:
+        """Close the held connection, so a read that ignored its cancel ends now."""
+        if self._connection is not None:
+            await self._connection.disconnect(nowait=True)
 
     async def _drop_connection(self) -> None:
         """Give the held connection back, closed (its replies may be out of step)."""
         connection, self._connection = self._connection, None
         if connection is not None:
-            await connection.disconnect()
+            await connection.disconnect(nowait=True)
             await self._pool.release(connection)
 
 
