@@ -151,20 +151,24 @@ async def fan_out(
     return rate, cut_at, used
 
 
-async def round_trips(contestant: str, plan: Plan) -> float:
-    """One sender, one receiver parked in receive(): a message sent, received, and
-    the sender told, per second. The floor is a put_nowait/get on one queue."""
+async def one_channel(contestant: str) -> tuple[Broadcast, Receive]:
+    """A send and a receive on one channel of `contestant` (a queue for the floor)."""
     if contestant == "floor":
         queue: asyncio.Queue = asyncio.Queue()
-        receive: Receive = queue.get
 
         async def send() -> None:
             queue.put_nowait(MESSAGE)
-    else:
-        layer = LAYERS[contestant]()
-        channel = await layer.new_channel()
-        receive = partial(layer.receive, channel)
-        send = partial(layer.send, channel, MESSAGE)
+
+        return send, queue.get
+    layer = LAYERS[contestant]()
+    channel = await layer.new_channel()
+    return partial(layer.send, channel, MESSAGE), partial(layer.receive, channel)
+
+
+async def round_trips(contestant: str, plan: Plan) -> float:
+    """One sender, one receiver parked in receive(): a message sent, received, and
+    the sender told, per second. The floor is a put_nowait/get on one queue."""
+    send, receive = await one_channel(contestant)
     arrivals = Arrivals()
     tasks = await park([receive], arrivals)
     try:
@@ -179,17 +183,7 @@ async def round_trips(contestant: str, plan: Plan) -> float:
 async def inline_round_trips(contestant: str, plan: Plan) -> float:
     """send then receive on one channel in one task, per second: the layer's own
     cost of a message, with no task switch in between."""
-    if contestant == "floor":
-        queue: asyncio.Queue = asyncio.Queue()
-        receive: Receive = queue.get
-
-        async def send() -> None:
-            queue.put_nowait(MESSAGE)
-    else:
-        layer = LAYERS[contestant]()
-        channel = await layer.new_channel()
-        receive = partial(layer.receive, channel)
-        send = partial(layer.send, channel, MESSAGE)
+    send, receive = await one_channel(contestant)
     trips, start = 0, time.perf_counter()
     deadline = start + plan.sample_seconds
     while True:
