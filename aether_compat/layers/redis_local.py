@@ -11,6 +11,8 @@ import heapq
 import itertools
 from collections import deque
 
+from .wakeup import running_loop
+
 
 class LocalChannels:
     """Buffers and waiting receivers of this process's channels (any event loop)."""
@@ -26,7 +28,7 @@ class LocalChannels:
         self, deadline: int, targets: list[tuple[str, str]], payload: bytes
     ) -> None:
         """Buffer one stored item for each (channel, token) and wake their readers."""
-        running = _running_loop()
+        running = running_loop()
         buffers, waiting = self._buffers, self._waiters
         item_of = (deadline, payload)
         for name, token in targets:
@@ -121,7 +123,7 @@ class LocalChannels:
         self, name: str, running: asyncio.AbstractEventLoop | None = None
     ) -> None:
         waiters = self._waiters.get(name) or []
-        running = running or _running_loop()
+        running = running or running_loop()
         while waiters:
             waiter = waiters.pop(0)
             if waiter.done():
@@ -141,10 +143,3 @@ class LocalChannels:
             waiter.set_result(None)
         elif self.has_messages(name):  # cancelled on its way: wake the next one
             self._wake_one(name)
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
