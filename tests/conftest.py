@@ -2,11 +2,12 @@
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
+from aether_compat import Channels
 from aether_compat.layers import InMemoryChannelLayer
 
 REDIS_URL = os.environ.get("AETHER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -54,3 +55,17 @@ async def make_layer(backend: str) -> AsyncIterator[Callable[..., Any]]:
 @pytest.fixture
 async def layer(make_layer: Callable[..., Any]) -> Any:
     return make_layer()
+
+
+@pytest.fixture(autouse=True)
+def restore_facade_layer() -> Iterator[None]:
+    """Tests that configure the facade leave it on Django's default layer again."""
+    yield
+    Channels.configure(None)
+
+
+@pytest.fixture
+def facade_layer(layer: Any) -> Any:
+    """The backend's layer, configured as the facade's."""
+    Channels.configure(layer)
+    return layer

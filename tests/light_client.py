@@ -13,6 +13,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from bench.ws_client import client_frame
+
 TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 
 
@@ -97,17 +99,7 @@ class LightClient:
     def _send(self, opcode: int, payload: bytes) -> None:
         if self._writer is None or self._writer.is_closing():
             raise ConnectionError("the connection is closed")
-        mask = os.urandom(4)
-        size = len(payload)
-        if size < 126:
-            head = struct.pack("!BB", 0x80 | opcode, 0x80 | size)
-        elif size < 65536:
-            head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size)
-        else:
-            head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, size)
-        key = int.from_bytes(mask * (size // 4 + 1), "big") >> (8 * (4 - size % 4))
-        masked = (int.from_bytes(payload, "big") ^ key).to_bytes(size, "big")
-        self._writer.write(head + mask + masked)
+        self._writer.write(client_frame(opcode, payload))
 
     async def drain(self) -> None:
         if self._writer is not None:

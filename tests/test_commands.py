@@ -24,12 +24,6 @@ IN_PROCESS_NOTE = "lives inside one process"
 RULE = "Group name must be a valid unicode string"
 
 
-@pytest.fixture(autouse=True)
-def restore_default_layer():
-    yield
-    Channels.configure(None)
-
-
 def run(*args):
     """call_command, returning (stdout, stderr)."""
     out, err = StringIO(), StringIO()

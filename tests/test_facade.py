@@ -22,19 +22,6 @@ from aether_compat.layers import InMemoryChannelLayer
 from tests.facade_support import Inbox, as_default_layer, receive
 
 
-@pytest.fixture(autouse=True)
-def restore_default_layer():
-    yield
-    Channels.configure(None)
-
-
-@pytest.fixture
-def facade_layer(layer):
-    """The backend's layer, configured as the facade's."""
-    Channels.configure(layer)
-    return layer
-
-
 async def members(layer, group, count):
     channels = [await layer.new_channel() for _ in range(count)]
     for channel in channels:

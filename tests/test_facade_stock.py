@@ -23,12 +23,6 @@ from tests.facade_support import assert_nothing, receive
 NOT_COUNTED = SendResult(0, 0, ())
 
 
-@pytest.fixture(autouse=True)
-def restore_default_layer():
-    yield
-    Channels.configure(None)
-
-
 @pytest.fixture(params=["channels-memory", "channels-redis"])
 async def make_stock(request):
     """Factory of stock layers of the current kind, configured as the facade's;

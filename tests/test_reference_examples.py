@@ -19,18 +19,6 @@ from aether_compat.layers import InMemoryChannelLayer
 from tests.facade_support import Inbox, as_default_layer, assert_nothing, receive
 
 
-@pytest.fixture(autouse=True)
-def restore_default_layer():
-    yield
-    Channels.configure(None)
-
-
-@pytest.fixture
-def facade_layer(layer):
-    Channels.configure(layer)
-    return layer
-
-
 async def sessions(layer, count):
     """`count` Kotlin-style sessions: a channel each, with a registered sender."""
     made = []

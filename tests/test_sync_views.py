@@ -14,12 +14,6 @@ from tests.facade_support import Inbox, receive
 pytestmark = pytest.mark.urls("tests.urls_facade")
 
 
-@pytest.fixture(autouse=True)
-def restore_default_layer():
-    yield
-    Channels.configure(None)
-
-
 def three_sessions_one_full(layer):
     """Two sessions with senders and one plain channel already at capacity (1), all
     in `room:view`; set up through the sync twin."""
