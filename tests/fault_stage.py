@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from aether_compat.facade import ChannelsFacade
 from aether_compat.layers import RedisChannelLayer
-from aether_compat.layers.redis_hosts import COMMAND_TIMEOUT
+from aether_compat.layers.redis.config import COMMAND_TIMEOUT
 from tests.light_client import LightClient
 from tests.reliability_support import Outcome, Tally
 from tests.servers import copy_database, daphne_servers

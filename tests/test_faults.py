@@ -16,7 +16,7 @@ import pytest
 
 from aether_compat.errors import AetherError
 from aether_compat.layers import RedisChannelLayer
-from aether_compat.layers.redis_hosts import COMMAND_TIMEOUT
+from aether_compat.layers.redis.config import COMMAND_TIMEOUT
 from tests.fault_stage import (
     ROOM,
     deliver_marker,

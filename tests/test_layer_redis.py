@@ -11,7 +11,7 @@ import redis
 from aether_compat import ChannelFull, SendResult
 from aether_compat.errors import MemberUnreachable
 from aether_compat.layers import RedisChannelLayer
-from aether_compat.layers.redis_hosts import parse_hosts, place
+from aether_compat.layers.redis.config import parse_hosts, place
 from tests.conftest import REDIS_URL
 from tests.redis_servers import redis_server
 

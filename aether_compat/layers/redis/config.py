@@ -1,8 +1,10 @@
-"""The `hosts` setting of the Redis layer: every format channels_redis accepts (plus
-Redis Cluster), turned into redis-py clients, and the placement of keys on hosts."""
+"""What the Redis layer's settings mean: the `hosts` (every format channels_redis
+accepts, plus Redis Cluster) as redis-py clients and the placement of keys on them,
+the checks channels_redis does not make, and `symmetric_encryption_keys`."""
 
+import base64
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -12,6 +14,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
+
+from .util import logger
 
 DEFAULT_HOST = "redis://localhost:6379"
 
@@ -129,3 +133,96 @@ def place(tag: str, hosts: Sequence[Host]) -> int:
 
 def _score(identity: str, tag: str) -> bytes:
     return hashlib.blake2b(f"{identity}\0{tag}".encode(), digest_size=8).digest()
+
+
+def check_settings(
+    prefix: Any, serializer: Any, random_length: Any, presence: Any
+) -> None:
+    """Raise at startup, naming the setting, for values channels_redis would not
+    take either (and for a prefix with braces, which would break hash tags)."""
+    rules = {
+        "prefix": (
+            prefix,
+            "a str without braces",
+            isinstance(prefix, str) and not {"{", "}"} & set(prefix),
+        ),
+        "serializer_format": (
+            serializer,
+            "'msgpack' or 'json'",
+            serializer in {"msgpack", "json"},
+        ),
+        "random_prefix_length": (
+            random_length,
+            "an int >= 0",
+            _is_number(random_length, int) and random_length >= 0,
+        ),
+        "presence_timeout": (
+            presence,
+            "a positive number",
+            _is_number(presence, int | float) and presence > 0,
+        ),
+    }
+    for name, (value, rule, ok) in rules.items():
+        if not ok:
+            raise ValueError(
+                f"channel layer setting {name} must be {rule}, got {value!r}"
+            )
+
+
+def _is_number(value: Any, kind: Any) -> bool:
+    return isinstance(value, kind) and not isinstance(value, bool)
+
+
+class Seal:
+    """`symmetric_encryption_keys`: payloads are sealed before they reach Redis and
+    opened after, with channels_redis' key derivation (SHA-256 of each key), so the
+    same settings encrypt the same way; the first key seals, all of them open."""
+
+    def __init__(self, keys: Sequence[str | bytes] | None) -> None:
+        self._fernet: Any = None
+        if not keys:
+            return
+        if isinstance(keys, str | bytes):
+            raise ValueError(
+                "channel layer setting symmetric_encryption_keys must be a list of keys"
+            )
+        from cryptography.fernet import Fernet, MultiFernet
+
+        fernets = []
+        for key in keys:
+            raw = key.encode() if isinstance(key, str) else key
+            digest = hashlib.sha256(raw).digest()
+            fernets.append(Fernet(base64.urlsafe_b64encode(digest)))
+        self._fernet = MultiFernet(fernets)
+
+    def seal(self, payload: bytes) -> bytes:
+        return self._fernet.encrypt(payload) if self._fernet else payload
+
+    def open(self, data: bytes) -> bytes | None:
+        """The payload, or None (logged) when no key opens it."""
+        if self._fernet is None:
+            return data
+        try:
+            return self._fernet.decrypt(data)
+        except Exception as exc:  # a key mismatch between processes: say so
+            logger.error(
+                "cannot decrypt a message (symmetric_encryption_keys?): %r", exc
+            )
+            return None
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The timing and capacity settings every part of the layer applies, in the
+    units Redis scripts take (milliseconds)."""
+
+    expiry_ms: int
+    group_expiry_ms: int
+    capacity: int
+    capacity_of: Callable[[str], int]  # a channel's capacity, patterns applied
+    per_channel: bool  # channel_capacity is set: members' capacities are stored
+
+    @property
+    def counts_ttl_ms(self) -> int:
+        """How long a box's counts outlive its newest message."""
+        return self.expiry_ms + 60_000

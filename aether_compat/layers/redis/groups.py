@@ -7,19 +7,14 @@ in the same script. On one server that is one script call; on several hosts or a
 Cluster it is one call for the group and one pipeline per host for the boxes.
 """
 
-import logging
-import time
 from typing import Any
 
-from redis.exceptions import RedisError
-
-from ..errors import ChannelFull, MemberUnreachable
-from ..results import SendResult
-from . import codec
-from .base import AetherLayer, call_sessions
-from .redis_commands import command, script
-from .redis_keys import box_base, channel_name, group_key, group_tag, route
-from .redis_scripts import (
+from ...errors import ChannelFull, MemberUnreachable
+from ...results import SendResult
+from ...sessions import Sender, SessionTable
+from .config import Rules, Seal
+from .connections import Connections, command, script
+from .group_scripts import (
     DELIVER_PLAIN,
     DELIVER_PROC,
     GROUP_BOXES,
@@ -27,32 +22,43 @@ from .redis_scripts import (
     GROUP_SEND,
     MEMBERS_PROC,
 )
-
-logger = logging.getLogger("aether_compat.layers.redis")
+from .keys import box_base, channel_name, group_key, group_tag, route
+from .presence import Presence
+from .util import REDIS_FAILURES, RedisLayerStats, logger, now_ms
 
 GONE = "its process stopped announcing itself (crashed or cut off from Redis)"
 
 
-class GroupOps(AetherLayer):
-    """The group half of RedisChannelLayer; its state is set up there."""
+class Groups:
+    """Memberships in Redis, counted fan-out and member listing for one layer
+    instance (whose own box is `presence.box`). Names arrive checked."""
 
-    prefix: str
-    stats: Any
-    _box: str
-    _connections: Any
-    _presence: Any
-    _crypter: Any
-    _expiry_ms: int
-    _counts_ttl_ms: int
+    def __init__(
+        self,
+        *,
+        prefix: str,
+        rules: Rules,
+        connections: Connections,
+        presence: Presence,
+        sessions: SessionTable,
+        seal: Seal,
+        stats: RedisLayerStats,
+    ) -> None:
+        self.prefix = prefix
+        self.rules = rules
+        self._box = presence.box
+        self._connections = connections
+        self._presence = presence
+        self._sessions = sessions
+        self._seal = seal
+        self.stats = stats
 
-    async def group_add(self, group: str, channel: str) -> None:
+    async def add(self, group: str, channel: str) -> None:
         """Add (or refresh) a membership. A failure for this instance's own channel
         is remembered and announced again once Redis answers."""
-        self.require_valid_group_name(group)
-        self.require_valid_channel_name(channel)
         box, token = route(channel)
-        now = _now_ms()
-        ttl = int(self.group_expiry * 1000)
+        now = now_ms()
+        ttl = self.rules.group_expiry_ms
         procs = group_key(self.prefix, group)
         tagged = [
             (group_tag(group), command("ZADD", procs, now, box)),
@@ -70,57 +76,50 @@ class GroupOps(AetherLayer):
             self._presence.join(group, token, now)
         try:
             await self._connections.execute(tagged)
-        except (RedisError, OSError) as exc:
-            self._count_error(exc)
+        except REDIS_FAILURES as exc:
+            self.stats.redis_error(exc)
             if box != self._box:
                 raise MemberUnreachable(
                     channel, f"Redis did not take it: {exc!r}"
                 ) from exc
             self._presence.dirty = True  # the heartbeat announces it again
 
-    async def group_discard(self, group: str, channel: str) -> None:
-        self.require_valid_group_name(group)
-        self.require_valid_channel_name(channel)
+    async def discard(self, group: str, channel: str) -> None:
         box, token = route(channel)
         if box == self._box:
             self._presence.leave(group, token)
         try:
             await self._connections.execute([self._discard_command(group, box, token)])
-        except (RedisError, OSError) as exc:  # its messages expire; then it leaves
-            self._count_error(exc)
+        except REDIS_FAILURES as exc:  # its messages expire; then it leaves
+            self.stats.redis_error(exc)
 
-    async def group_send(self, group: str, message: dict[str, Any]) -> SendResult:
-        """Deliver to every member; full members and members of gone processes are
-        counted failures, each with its exception. Never raises for Redis errors."""
-        self.require_valid_group_name(group)
-        payload = codec.encode(message)
-        skip, session_calls = self._local_sessions(group)
-        data = self._seal(payload)
+    async def send(self, group: str, payload: bytes, skip: list[str]) -> SendResult:
+        """Store `payload` for every member but the `skip`ped ones; full members
+        and members of gone processes are counted failures. Never raises for
+        Redis errors: they are a failure naming the group."""
+        data = self._seal.seal(payload)
         try:
             if self._connections.one_server:
-                result = await self._group_send_one_server(group, data, skip)
-            else:
-                result = await self._group_send_sharded(group, data, skip)
-        except (RedisError, OSError) as exc:
-            self._count_error(exc, failed_send=True)
-            host = self._connections.host_of(group_tag(group))
-            reason = f"Redis at {host} failed: {exc!r}"
-            result = SendResult.of(0, [MemberUnreachable(group, reason)])
-        if session_calls:
-            result += await call_sessions(session_calls, payload)
-        return result
+                return await self._send_one_server(group, data, skip)
+            return await self._send_sharded(group, data, skip)
+        except REDIS_FAILURES as exc:
+            self.stats.redis_error(exc, failed_send=True)
+            reason = f"Redis at {self._host_of(group)} failed: {exc!r}"
+            return SendResult.of(0, [MemberUnreachable(group, reason)])
 
-    async def group_members(self, group: str) -> set[str]:
+    async def members(self, group: str) -> set[str]:
         """The members of `group` now: joined within `group_expiry`, in a process
         that is alive (its heartbeat is at most `presence_timeout` old). Raises
         `MemberUnreachable` (naming the group) when Redis does not answer."""
-        self.require_valid_group_name(group)
         try:
             return await self._members(group)
-        except (RedisError, OSError) as exc:
-            self._count_error(exc)
-            host = self._connections.host_of(group_tag(group))
-            raise MemberUnreachable(group, f"Redis at {host} failed: {exc!r}") from exc
+        except REDIS_FAILURES as exc:
+            self.stats.redis_error(exc)
+            reason = f"Redis at {self._host_of(group)} failed: {exc!r}"
+            raise MemberUnreachable(group, reason) from exc
+
+    def _host_of(self, group: str) -> str:
+        return self._connections.host_of(group_tag(group))
 
     async def _members(self, group: str) -> set[str]:
         cutoff = self._cutoff()
@@ -155,11 +154,11 @@ class GroupOps(AetherLayer):
 
     # Internals
 
-    async def _group_send_one_server(
+    async def _send_one_server(
         self, group: str, data: bytes, skip: list[str]
     ) -> SendResult:
         procs = group_key(self.prefix, group)
-        args = [self.prefix, group, *self._delivery_args(data), *skip, _now_ms()]
+        args = [self.prefix, group, *self._delivery_args(data), *skip, now_ms()]
         (flat,) = await self._connections.execute(
             [(group_tag(group), script(GROUP_SEND, [procs], args))]
         )
@@ -169,7 +168,7 @@ class GroupOps(AetherLayer):
         ]
         return SendResult.of(flat[0], [self._failure(*f) for f in failures])
 
-    async def _group_send_sharded(
+    async def _send_sharded(
         self, group: str, data: bytes, skip: list[str]
     ) -> SendResult:
         procs = group_key(self.prefix, group)
@@ -204,41 +203,39 @@ class GroupOps(AetherLayer):
         if box.startswith("c."):
             if box in skip:
                 return None
-            args = [base, cap, usecaps, _now_ms(), deadline, payload, ttl]
+            args = [base, cap, usecaps, now_ms(), deadline, payload, ttl]
             return (box, script(DELIVER_PLAIN, [base + "q"], args))
         args = [base, group, cutoff, cap, usecaps, deadline, payload, ttl, cttl, *skip]
         return (box, script(DELIVER_PROC, [base + "q"], args))
 
     def _delivery_args(self, data: bytes) -> list[Any]:
-        now = _now_ms()
-        usecaps = 1 if self.channel_capacity else 0
-        expiry = self._expiry_ms
+        rules = self.rules
         return [
             self._cutoff(),
-            self.capacity,
-            usecaps,
-            now + expiry,
+            rules.capacity,
+            1 if rules.per_channel else 0,
+            now_ms() + rules.expiry_ms,
             data,
-            expiry,
-            self._counts_ttl_ms,
+            rules.expiry_ms,
+            rules.counts_ttl_ms,
         ]
 
     def _failure(self, box: str, code: str, token: str) -> Exception:
         name = channel_name(box, token or None)
         if code == "g":
             return MemberUnreachable(name, GONE)
-        return ChannelFull(name, self._capacity(name))
+        return ChannelFull(name, self.rules.capacity_of(name))
 
-    def _local_sessions(self, group: str) -> tuple[list[str], list[tuple[str, Any]]]:
+    def local_sessions(self, group: str) -> tuple[list[str], list[tuple[str, Sender]]]:
         """This instance's members of `group` that are registered sessions: the
         sender calls them itself (so their failures count) and the script skips them."""
-        if not len(self.sessions):
+        if not len(self._sessions):
             return [], []
         cutoff = self._cutoff()
         skip, calls = [], []
         for token, joined in self._presence.memberships.get(group, {}).items():
             name = channel_name(self._box, token)
-            sender = self.sessions.get(name)
+            sender = self._sessions.get(name)
             if sender is not None and joined >= cutoff:
                 skip.append(f"{self._box} {token}")
                 calls.append((name, sender))
@@ -249,9 +246,9 @@ class GroupOps(AetherLayer):
     ) -> list[Any]:
         """Store a member's capacity where it differs from the default, so group
         scripts (which cannot match glob patterns) apply `channel_capacity`."""
-        if not self.channel_capacity:
+        if not self.rules.per_channel:
             return []
-        capacity = self._capacity(channel)
+        capacity = self.rules.capacity_of(channel)
         base = box_base(self.prefix, box)
         if token is None:
             return [(box, command("SET", base + "c", capacity, "PX", ttl))]
@@ -265,7 +262,8 @@ class GroupOps(AetherLayer):
             )
         return (box, command("ZREM", f"{box_base(self.prefix, box)}m:{group}", token))
 
-    async def _leave_all_groups(self, channel: str) -> None:
+    async def leave_all(self, channel: str) -> None:
+        """Remove one of this instance's channels from every group it is in."""
         _, token = route(channel)
         groups = self._presence.groups_of(token)
         if groups:
@@ -273,25 +271,10 @@ class GroupOps(AetherLayer):
                 "channel %s let a message expire unread: it leaves %s", channel, groups
             )
         for group in groups:
-            await self.group_discard(group, channel)
+            await self.discard(group, channel)
 
     def _cutoff(self) -> int:
-        return _now_ms() - int(self.group_expiry * 1000)
-
-    def _capacity(self, channel: str) -> int:
-        return self.get_capacity(channel) if self.channel_capacity else self.capacity
-
-    def _seal(self, payload: bytes) -> bytes:
-        return self._crypter.encrypt(payload) if self._crypter else payload
-
-    def _count_error(
-        self, exc: BaseException | None, failed_send: bool = False
-    ) -> None:
-        self.stats.redis_errors += 1
-        if failed_send:
-            self.stats.failed_sends += 1
-        if exc is not None:
-            logger.warning("Redis error in the channel layer: %r", exc)
+        return now_ms() - self.rules.group_expiry_ms
 
 
 def _members_from_flat(flat: list[Any]) -> set[str]:
@@ -305,7 +288,3 @@ def _members_from_flat(flat: list[Any]) -> set[str]:
         found.update(channel_name(box, t.decode()) for t in tokens)
         index += 2 + count
     return found
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

@@ -7,39 +7,31 @@ next caller on another loop starts them again there.
 """
 
 import asyncio
-import logging
 import threading
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable
 from typing import Any
 
-from redis.exceptions import RedisError
-
-from ..errors import SessionSendFailed
-from ..sessions import SessionTable
-from .base import call_session
-from .redis_commands import Command, script
-from .redis_connections import Connections
-from .redis_keys import channel_name, decode_item
-from .redis_local import LocalChannels
-from .redis_presence import Presence
-from .redis_pump import Pump, backoff, raise_if_cancelling
-from .redis_scripts import ACK
-
-logger = logging.getLogger("aether_compat.layers.redis")
+from ...errors import SessionSendFailed
+from ...sessions import SessionTable
+from ..base import call_session
+from .config import Seal
+from .connections import Command, Connections, script
+from .groups import Groups
+from .keys import channel_name, decode_item
+from .local import LocalChannels
+from .presence import Presence
+from .pump import Pump
+from .scripts import ACK
+from .util import (
+    REDIS_FAILURES,
+    RedisLayerStats,
+    backoff,
+    logger,
+    now_ms,
+    raise_if_cancelling,
+)
 
 _JOBS = ("pump", "heartbeat", "sweeper")
-
-
-@dataclass
-class RedisLayerStats:
-    """Counters of what went wrong, for logs and dashboards."""
-
-    redis_errors: int = 0
-    failed_sends: int = 0
-    session_failures: int = 0
-    expired_unread: int = 0
 
 
 class Inbox:
@@ -48,13 +40,12 @@ class Inbox:
     def __init__(
         self,
         *,
-        stats: RedisLayerStats,
         connections: Connections,
         presence: Presence,
+        groups: Groups,
         sessions: SessionTable,
-        open_payload: Callable[[bytes], bytes | None],
-        on_error: Callable[[BaseException | None], None],
-        on_unread: Callable[[str], Awaitable[None]],
+        seal: Seal,
+        stats: RedisLayerStats,
     ) -> None:
         self.box = presence.box
         self.base = presence.base
@@ -62,10 +53,9 @@ class Inbox:
         self.stats = stats
         self._connections = connections
         self._presence = presence
+        self._groups = groups
         self._sessions = sessions
-        self._open = open_payload
-        self._on_error = on_error
-        self._on_unread = on_unread
+        self._seal = seal
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._spare: set[asyncio.Task[Any]] = set()
         self._lock = threading.Lock()
@@ -135,10 +125,10 @@ class Inbox:
             try:
                 await self._connections.execute(self._ack_batch(acks))
                 failures = 0
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 raise_if_cancelling()
                 self.restore_acks(acks)
-                self._on_error(exc)
+                self.stats.redis_error(exc)
                 failures += 1
                 await asyncio.sleep(backoff(failures))
 
@@ -154,7 +144,7 @@ class Inbox:
             self.base,
             lambda: self._connections.blocking_client(self.box),
             self._deliver,
-            self._on_error,
+            self.stats.redis_error,
         )
         self._pump_object = pump
         try:
@@ -165,32 +155,32 @@ class Inbox:
 
     async def _heartbeat(self) -> None:
         await self._presence.heartbeat(
-            self._connections.execute, lambda: self._on_error(None)
+            self._connections.execute, lambda: self.stats.redis_error(None)
         )
 
     async def _sweeper(self) -> None:
         """Drop buffered messages at their deadline, freeing their capacity; a channel
-        that let one expire unread leaves its groups (CONTRACT.md 43)."""
+        that let one expire unread leaves its groups."""
         while True:
             raise_if_cancelling()
             deadline = self.local.next_deadline()
-            wait = 1.0 if deadline is None else (deadline - _now_ms() + 1) / 1000
+            wait = 1.0 if deadline is None else (deadline - now_ms() + 1) / 1000
             await asyncio.sleep(min(1.0, max(0.0, wait)))
-            for name in self.local.sweep(_now_ms()):
+            for name in self.local.sweep(now_ms()):
                 self.stats.expired_unread += 1
-                await self._on_unread(name)
+                await self._groups.leave_all(name)
             if self.local.acks:
                 self.flush_acks_soon()
 
     async def _deliver(self, items: list[bytes]) -> None:
-        now = _now_ms()
+        now = now_ms()
         for item in items:
             try:
                 deadline, tokens, data = decode_item(item)
             except ValueError:  # not written by this layer: skip, do not crash
                 logger.error("skipped a malformed item in %s: %r", self.base, item[:80])
                 continue
-            payload = self._open(data) if deadline >= now else None
+            payload = self._seal.open(data) if deadline >= now else None
             if payload is None:
                 for token in tokens:
                     self.local.ack(token)
@@ -220,7 +210,3 @@ class Inbox:
 def format_acks(acks: dict[str, int]) -> str:
     """Acks as one script argument: "token count token count ..."."""
     return " ".join(f"{token} {count}" for token, count in acks.items())
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

@@ -11,7 +11,7 @@ import heapq
 import itertools
 from collections import deque
 
-from .wakeup import running_loop
+from ..wakeup import running_loop, wake_one
 
 
 class LocalChannels:
@@ -37,7 +37,7 @@ class LocalChannels:
                 buffer = buffers[name] = deque()
             buffer.append((*item_of, token))
             if name in waiting:
-                self._wake_one(name, running)
+                wake_one(waiting[name], running)
         names = tuple(name for name, _ in targets)
         heapq.heappush(self._deadlines, (deadline, next(self._order), names))
 
@@ -100,12 +100,12 @@ class LocalChannels:
             waiters = self._waiters[name] = []
         waiters.append(waiter)
         if name in self._buffers:  # put by a pump on another thread just now
-            self._wake_one(name)
+            wake_one(waiters, running_loop())
         try:
             await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled() and self.has_messages(name):
-                self._wake_one(name)  # the wake-up was ours: pass it on
+                wake_one(waiters, running_loop())  # the wake-up was ours: pass it on
             raise
         finally:
             if waiter in waiters:
@@ -115,31 +115,7 @@ class LocalChannels:
 
     def wake_all(self) -> None:
         """Wake every reader (the pump stopped: one of them must restart it)."""
-        for name in list(self._waiters):
-            while self._waiters.get(name):
-                self._wake_one(name)
-
-    def _wake_one(
-        self, name: str, running: asyncio.AbstractEventLoop | None = None
-    ) -> None:
-        waiters = self._waiters.get(name) or []
-        running = running or running_loop()
-        while waiters:
-            waiter = waiters.pop(0)
-            if waiter.done():
-                continue
-            loop = waiter.get_loop()
-            if loop is running:
-                waiter.set_result(None)
-                return
-            try:
-                loop.call_soon_threadsafe(self._resolve, name, waiter)
-            except RuntimeError:  # that loop is closed: its reader is gone
-                continue
-            return
-
-    def _resolve(self, name: str, waiter: asyncio.Future[None]) -> None:
-        if not waiter.done():
-            waiter.set_result(None)
-        elif self.has_messages(name):  # cancelled on its way: wake the next one
-            self._wake_one(name)
+        running = running_loop()
+        for waiters in list(self._waiters.values()):
+            while waiters:
+                wake_one(waiters, running)

@@ -8,18 +8,12 @@ shows within `presence_timeout` seconds, with nobody calling `group_discard`.
 """
 
 import asyncio
-import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.exceptions import RedisError
-
-from .redis_commands import Command, command
-from .redis_keys import box_base, group_key, group_tag
-from .redis_pump import backoff, raise_if_cancelling
-
-logger = logging.getLogger("aether_compat.layers.redis")
+from .connections import Command, command
+from .keys import box_base, group_key, group_tag
+from .util import REDIS_FAILURES, backoff, logger, now_ms, raise_if_cancelling
 
 Tagged = list[tuple[str, Command]]
 Execute = Callable[[Tagged], Awaitable[list[Any]]]
@@ -96,11 +90,11 @@ class Presence:
                 (renewed,) = await execute(self.alive(only_if_present=True))
                 if renewed is None or self.dirty:
                     self.dirty = False
-                    await execute(self.announce(_now_ms()))
+                    await execute(self.announce(now_ms()))
                     self.reannounced += 1
                     logger.info("re-announced %s groups", len(self.memberships))
                 failures = 0
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 raise_if_cancelling()
                 self.dirty = True
                 failures += 1
@@ -108,7 +102,3 @@ class Presence:
                 logger.warning("presence heartbeat failed: %r", exc)
             raise_if_cancelling()  # a cancel absorbed by redis-py: stop, do not sleep
             await asyncio.sleep(backoff(failures) if failures else self.interval)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

@@ -9,18 +9,13 @@ the next pump puts what is in flight back at the head of the inbox.
 """
 
 import asyncio
-import logging
-import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.exceptions import RedisError
-
-from .redis_commands import command, run_batch, script
-from .redis_hosts import BLOCK_SECONDS
-from .redis_scripts import PUMP_TAKE, RECOVER
-
-logger = logging.getLogger("aether_compat.layers.redis")
+from .config import BLOCK_SECONDS
+from .connections import command, run_batch, script
+from .scripts import PUMP_TAKE, RECOVER
+from .util import REDIS_FAILURES, backoff, raise_if_cancelling
 
 BATCH = 100
 
@@ -58,7 +53,7 @@ class Pump:
                 items = await self._next_items(client)
                 self._handed_on = items
                 failures = 0
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 raise_if_cancelling()
                 await self._drop_connection()
                 self._on_error(exc)
@@ -121,18 +116,3 @@ class Pump:
         if connection is not None:
             await connection.disconnect(nowait=True)
             await self._pool.release(connection)
-
-
-def raise_if_cancelling() -> None:
-    """A cancellation that lands just as a reply arrives can be absorbed inside
-    redis-py (the command then returns or fails normally); a loop that retries or
-    repeats must still stop when its task is being cancelled."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
-def backoff(failures: int) -> float:
-    """Seconds to wait before retry number `failures`: doubling from 50 ms up to
-    2 s, with jitter so that many processes do not reconnect in step."""
-    return min(2.0, 0.05 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0)

@@ -1,40 +1,40 @@
 """RedisChannelLayer: the aether_compat layer for several processes and servers,
 a drop-in for channels_redis' CONFIG with true counts and exact presence.
 
-Keys: redis_keys.py. Scripts: redis_scripts.py. Each send, group_send and
+Every public method is here; groups.py does the group work, inbox.py the
+background work for this instance's own channels. Each send, group_send and
 group_add is one round trip; each received message one blocking pop. Redis errors
-stop at this module's edge: receive() retries with backoff, sends report them.
+stop at the package's edge: receive() retries with backoff, sends report them.
 """
 
 import asyncio
 import itertools
-import logging
 import secrets
-import time
 from collections.abc import Mapping, Sequence
 from re import Pattern
 from typing import Any
 
-from redis.exceptions import RedisError
+from ...errors import ChannelFull, MemberUnreachable
+from ...results import SendResult
+from .. import codec
+from ..base import AetherLayer, call_session, call_sessions
+from .config import BLOCK_SECONDS, HostSpec, Rules, Seal, check_settings, parse_hosts
+from .connections import Connections, run_batch, script
+from .groups import GONE, Groups
+from .inbox import Inbox, format_acks
+from .keys import Route, box_base, decode_item, route, scan_pattern
+from .presence import Presence
+from .scripts import SEND_PLAIN, SEND_PROC, TAKE_PLAIN
+from .util import (
+    REDIS_FAILURES,
+    RedisLayerStats,
+    backoff,
+    now_ms,
+    raise_if_cancelling,
+)
 
-from ..errors import ChannelFull, MemberUnreachable
-from . import codec
-from .base import call_session
-from .redis_commands import run_batch, script
-from .redis_connections import Connections
-from .redis_groups import GONE, GroupOps
-from .redis_hosts import BLOCK_SECONDS, HostSpec, parse_hosts
-from .redis_inbox import Inbox, RedisLayerStats, format_acks
-from .redis_keys import Route, box_base, decode_item, route, scan_pattern
-from .redis_presence import Presence
-from .redis_pump import backoff, raise_if_cancelling
-from .redis_scripts import SEND_PLAIN, SEND_PROC, TAKE_PLAIN
-from .redis_settings import check_settings, crypter
 
-logger = logging.getLogger("aether_compat.layers.redis")
-
-
-class RedisChannelLayer(GroupOps):
+class RedisChannelLayer(AetherLayer):
     """A channel layer over Redis: select it in `settings.CHANNEL_LAYERS`."""
 
     def __init__(
@@ -65,27 +65,39 @@ class RedisChannelLayer(GroupOps):
         self.prefix = prefix
         self.presence_timeout = presence_timeout
         self.hosts = parse_hosts(hosts)
-        self._crypter = crypter(symmetric_encryption_keys)
-        self._expiry_ms = int(expiry * 1000)
-        self._counts_ttl_ms = self._expiry_ms + 60_000
         self.client_id = secrets.token_hex(6)
+        self.stats = RedisLayerStats()
         self._box = "p." + self.client_id
-        self._base = box_base(prefix, self._box)
         self._names = itertools.count(1)
+        self._announced = False
+        self._routes: dict[str, Route] = {}
+        self._rules = Rules(
+            expiry_ms=int(expiry * 1000),
+            group_expiry_ms=int(group_expiry * 1000),
+            capacity=capacity,
+            capacity_of=self.get_capacity,
+            per_channel=bool(self.channel_capacity),
+        )
+        self._seal = Seal(symmetric_encryption_keys)
         self._presence = Presence(prefix, self._box, presence_timeout, group_expiry)
         self._connections = Connections(self.hosts, self._stop_tasks_on)
-        self.stats = RedisLayerStats()
-        self._inbox = Inbox(
-            stats=self.stats,
+        self._groups = Groups(
+            prefix=prefix,
+            rules=self._rules,
             connections=self._connections,
             presence=self._presence,
             sessions=self.sessions,
-            open_payload=self._open,
-            on_error=self._count_error,
-            on_unread=self._leave_all_groups,
+            seal=self._seal,
+            stats=self.stats,
         )
-        self._announced = False
-        self._routes: dict[str, Route] = {}
+        self._inbox = Inbox(
+            connections=self._connections,
+            presence=self._presence,
+            groups=self._groups,
+            sessions=self.sessions,
+            seal=self._seal,
+            stats=self.stats,
+        )
 
     # Channels API: direct messages
 
@@ -100,32 +112,40 @@ class RedisChannelLayer(GroupOps):
             return
         box, token = route(channel)
         capacity = self._capacity(channel)
-        now = _now_ms()
         acks: dict[str, int] = {}
-        data = self._seal(payload)
-        base = box_base(self.prefix, box)
-        if token is None:
-            args = [base, capacity, now, now + self._expiry_ms, data, self._expiry_ms]
-            tagged = [(box, script(SEND_PLAIN, [base + "q"], args))]
-        else:
-            args = [base, token, capacity, now + self._expiry_ms, data]
-            args += [self._expiry_ms, self._counts_ttl_ms]
-            if box == self._box:  # our own acks first, so a freed slot is seen
-                acks = self._inbox.local.drain_acks()
-                args.append(format_acks(acks))
-            tagged = [(box, script(SEND_PROC, [base + "q"], args))]
+        if token is not None and box == self._box:
+            acks = self._inbox.local.drain_acks()  # ours first: a freed slot shows
+        command = self._send_command(box, token, capacity, payload, acks)
         try:
-            result = (await self._connections.execute(tagged))[-1]
-        except (RedisError, OSError) as exc:
+            result = (await self._connections.execute([command]))[-1]
+        except REDIS_FAILURES as exc:
             if acks:
                 self._inbox.restore_acks(acks)
-            self._count_error(exc, failed_send=True)
+            self.stats.redis_error(exc, failed_send=True)
             raise MemberUnreachable(channel, f"Redis did not take it: {exc!r}") from exc
         if result == 0:
             raise ChannelFull(channel, capacity)
         if result == -1:
             self.stats.failed_sends += 1
             raise MemberUnreachable(channel, GONE)
+
+    def _send_command(
+        self,
+        box: str,
+        token: str | None,
+        capacity: int,
+        payload: bytes,
+        acks: dict[str, int],
+    ) -> tuple[str, Any]:
+        now, expiry = now_ms(), self._rules.expiry_ms
+        data = self._seal.seal(payload)
+        base = box_base(self.prefix, box)
+        if token is None:
+            args = [base, capacity, now, now + expiry, data, expiry]
+            return (box, script(SEND_PLAIN, [base + "q"], args))
+        args = [base, token, capacity, now + expiry, data, expiry]
+        args += [self._rules.counts_ttl_ms, format_acks(acks)]
+        return (box, script(SEND_PROC, [base + "q"], args))
 
     async def receive(self, channel: str) -> dict[str, Any]:
         """The next message of `channel`; waits as long as it takes, through Redis
@@ -146,7 +166,7 @@ class RedisChannelLayer(GroupOps):
             )
         local = self._inbox.local
         while True:
-            payload = local.take(channel, int(time.time() * 1000))
+            payload = local.take(channel, now_ms())
             if payload is not None or local.acks:  # expired ones were dropped
                 self._inbox.flush_acks_soon()
             if payload is not None:
@@ -160,10 +180,42 @@ class RedisChannelLayer(GroupOps):
             try:
                 await self._connections.execute(self._presence.alive())
                 self._announced = True
-            except (RedisError, OSError) as exc:  # the heartbeat announces it later
-                self._count_error(exc)
+            except REDIS_FAILURES as exc:  # the heartbeat announces it later
+                self.stats.redis_error(exc)
         self._inbox.ensure_running()
         return f"{prefix}.{self.client_id}!{next(self._names):x}"
+
+    # Groups
+
+    async def group_add(self, group: str, channel: str) -> None:
+        """Add (or refresh) a membership; see `Groups.add`."""
+        self.require_valid_group_name(group)
+        self.require_valid_channel_name(channel)
+        await self._groups.add(group, channel)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        """Remove a membership; absent members are fine."""
+        self.require_valid_group_name(group)
+        self.require_valid_channel_name(channel)
+        await self._groups.discard(group, channel)
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> SendResult:
+        """Deliver to every member; full members and members of gone processes are
+        counted failures, each with its exception. Never raises for Redis errors."""
+        self.require_valid_group_name(group)
+        payload = codec.encode(message)
+        skip, session_calls = self._groups.local_sessions(group)
+        result = await self._groups.send(group, payload, skip)
+        if session_calls:
+            result += await call_sessions(session_calls, payload)
+        return result
+
+    async def group_members(self, group: str) -> set[str]:
+        """The members of `group` now: joined within `group_expiry`, in a process
+        that is alive (heartbeat at most `presence_timeout` old). Raises
+        `MemberUnreachable` (naming the group) when Redis does not answer."""
+        self.require_valid_group_name(group)
+        return await self._groups.members(group)
 
     # flush and close
 
@@ -173,15 +225,7 @@ class RedisChannelLayer(GroupOps):
         await self._stop_tasks_on(asyncio.get_running_loop())  # no re-announcing
         self._presence.forget_all()
         self._inbox.local.clear()
-        pattern = scan_pattern(self.prefix)
-        for client in self._connections.all_command_clients():
-            batch: list[bytes] = []
-            async for key in client.scan_iter(match=pattern, count=1000):
-                batch.append(key)
-                if len(batch) >= 500:
-                    await _unlink(client, batch)
-                    batch = []
-            await _unlink(client, batch)
+        await self._connections.delete_matching(scan_pattern(self.prefix))
         if self._announced:
             await self._connections.execute(self._presence.alive())
 
@@ -205,15 +249,15 @@ class RedisChannelLayer(GroupOps):
             try:
                 item = await self._take_plain(box, queue)
                 if item is not None:
-                    return codec.decode(self._open(decode_item(item)[2]))
+                    return codec.decode(self._seal.open(decode_item(item)[2]))
                 client = self._connections.blocking_client(box)
                 await client.execute_command(
                     "BLMOVE", queue, queue, "LEFT", "LEFT", BLOCK_SECONDS
                 )
                 failures = 0
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 raise_if_cancelling()
-                self._count_error(exc)
+                self.stats.redis_error(exc)
                 failures += 1
                 await asyncio.sleep(backoff(failures))
 
@@ -221,7 +265,7 @@ class RedisChannelLayer(GroupOps):
         """Pop one message; if the receiver is cancelled meanwhile, the message goes
         back to the head of the list instead of being lost."""
         client = self._connections.command_client(box)
-        take = script(TAKE_PLAIN, [queue], [_now_ms()])
+        take = script(TAKE_PLAIN, [queue], [now_ms()])
         task = asyncio.ensure_future(run_batch(client, [take]))
         try:
             (item,) = await asyncio.shield(task)
@@ -240,25 +284,5 @@ class RedisChannelLayer(GroupOps):
     async def _stop_tasks_on(self, loop: asyncio.AbstractEventLoop) -> None:
         await self._inbox.stop(loop)
 
-    def _open(self, data: bytes) -> bytes | None:
-        if self._crypter is None:
-            return data
-        try:
-            return self._crypter.decrypt(data)
-        except Exception as exc:  # a key mismatch between processes: say so
-            logger.error(
-                "cannot decrypt a message (symmetric_encryption_keys?): %r", exc
-            )
-            return None
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-async def _unlink(client: Any, keys: list[bytes]) -> None:
-    if keys:
-        pipe = client.pipeline(transaction=False)
-        for key in keys:
-            pipe.execute_command("UNLINK", key)
-        await pipe.execute()
+    def _capacity(self, channel: str) -> int:
+        return self.get_capacity(channel) if self.channel_capacity else self.capacity

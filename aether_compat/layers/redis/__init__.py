@@ -1,0 +1,20 @@
+"""The Redis channel layer, as a package. Read it in this order:
+
+- `layer.py`: `RedisChannelLayer`, every public method (send, receive,
+  new_channel, group_add/discard/send/members, flush, close).
+- `groups.py`: memberships, counted fan-out and member listing.
+- `inbox.py`: the background work for this instance's own channels (the pump, the
+  presence heartbeat, the expiry sweeper, the ack flusher) and session calls;
+  `pump.py` is the loop that moves the inbox out of Redis, `local.py` the
+  in-process buffers where it lands until `receive()` takes it.
+- `presence.py`: the process's live key and the memberships it re-announces.
+- `connections.py`: redis-py clients per event loop and host, and batches of
+  commands and scripts in one round trip per host.
+- `config.py`: the settings (hosts, checks, encryption, timing rules).
+- `keys.py`: key names and which box a channel lives in; `scripts.py`: the Lua.
+- `util.py`: the logger, clock, retry pace, cancellation check and counters.
+"""
+
+from .layer import RedisChannelLayer
+
+__all__ = ["RedisChannelLayer"]

@@ -1,0 +1,53 @@
+"""Small helpers every part of the Redis layer uses: its logger, the clock, the
+retry pace, the cancellation check, and which exceptions mean "Redis failed"."""
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+logger = logging.getLogger("aether_compat.layers.redis")
+
+REDIS_FAILURES = (RedisError, OSError)
+"""What a command raises when Redis or the network failed (and only then)."""
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds: deadlines and join times are shared across hosts."""
+    return int(time.time() * 1000)
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait before retry number `failures`: doubling from 50 ms up to
+    2 s, with jitter so that many processes do not reconnect in step."""
+    return min(2.0, 0.05 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0)
+
+
+def raise_if_cancelling() -> None:
+    """A cancellation that lands just as a reply arrives can be absorbed inside
+    redis-py (the command then returns or fails normally); a loop that retries or
+    repeats must still stop when its task is being cancelled."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+@dataclass
+class RedisLayerStats:
+    """Counters of what went wrong, for logs and dashboards."""
+
+    redis_errors: int = 0
+    failed_sends: int = 0
+    session_failures: int = 0
+    expired_unread: int = 0
+
+    def redis_error(self, exc: BaseException | None, failed_send: bool = False) -> None:
+        """Count (and log) one failed command; `failed_send` if a send was lost."""
+        self.redis_errors += 1
+        if failed_send:
+            self.failed_sends += 1
+        if exc is not None:
+            logger.warning("Redis error in the channel layer: %r", exc)
