@@ -13,6 +13,7 @@ from typing import Any
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from .errors import ChannelFull, InvalidMessage, MemberUnreachable
+from .layers import is_aether_layer
 from .limits import CLOSE_SLOW_CONSUMER
 from .messages import AETHER_MESSAGE
 from .outbound import OutboundGauge, OutboundLimit
@@ -116,7 +117,7 @@ class SocketDelivery(AsyncWebsocketConsumer):
         self._closing = False
         self._gauge = self.get_outbound_gauge(send)
         layer = self.channel_layer
-        self._session = "sessions" in (getattr(type(layer), "extensions", None) or ())
+        self._session = is_aether_layer(layer)
         if not self._session:
             return functools.partial(layer.receive, self.channel_name)
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(

@@ -21,6 +21,7 @@ from channels.layers import get_channel_layer
 from django.core.exceptions import ImproperlyConfigured
 
 from .errors import MemberUnreachable, SessionSendFailed
+from .layers import is_aether_layer
 from .messages import (
     AETHER_MESSAGE,
     AetherBytesEvent,
@@ -102,7 +103,7 @@ class ChannelsFacade:
         """The channels in `group` now (presence)."""
         layer = self.layer
         check_group_name(group)
-        if "group_members" not in _extensions(layer):
+        if not is_aether_layer(layer):
             raise NotImplementedError(
                 f"{_class_name(layer)} cannot list group members: the Channels layer "
                 "API only adds, discards and sends, it never reads a group back. Use "
@@ -134,7 +135,7 @@ class ChannelsFacade:
         if not callable(sender):
             raise TypeError(f"a session sender must be an async callable: {sender!r}")
         layer = self.layer
-        if "sessions" not in _extensions(layer):
+        if not is_aether_layer(layer):
             raise NotImplementedError(
                 f"{_class_name(layer)} has no sessions: a stock layer delivers only "
                 "through receive(). Handle 'aether.message' events in a consumer "
@@ -147,7 +148,7 @@ class ChannelsFacade:
         nothing can be registered."""
         check_channel_name(session_id)
         layer = self.layer
-        if "sessions" in _extensions(layer):
+        if is_aether_layer(layer):
             await layer.unregister_session(session_id)
 
     async def _group_send(
@@ -231,10 +232,6 @@ def _takes_colons(layer: Any) -> bool:
     except TypeError:
         return False
     return True
-
-
-def _extensions(layer: Any) -> frozenset[str]:
-    return frozenset(getattr(type(layer), "extensions", ()) or ())
 
 
 def _class_name(layer: Any) -> str:

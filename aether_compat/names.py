@@ -37,13 +37,22 @@ _ESCAPE_PAIR = re.compile(r"\.[._]")
 _UNESCAPE = {"..": ".", "._": ":"}
 
 
-def check_group_name(name: Any) -> str:
-    """Return `name` if it is a valid Aether group name, else raise `TypeError`."""
-    if (
+GROUP_NAME_RULE = "1-99 ASCII letters, digits, '-', '_', '.' or ':'"
+"""The group-name rule in a few words, for error messages to clients."""
+
+
+def is_group_name(name: Any) -> bool:
+    """Whether `name` is a valid Aether group name (Channels' rule plus `:`)."""
+    return (
         isinstance(name, str)
         and len(name) < MAX_NAME_LENGTH
-        and _GROUP_NAME.fullmatch(name)
-    ):
+        and _GROUP_NAME.fullmatch(name) is not None
+    )
+
+
+def check_group_name(name: Any) -> str:
+    """Return `name` if it is a valid Aether group name, else raise `TypeError`."""
+    if is_group_name(name):
         return name
     raise TypeError(f"{_GROUP_RULE} Got {name!r}.")
 

@@ -10,12 +10,12 @@ JSON object as a string (`{"code": ..., "detail": ...}` for errors).
 """
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from .errors import CommandRejected
 from .messages import ChannelMessage
+from .names import GROUP_NAME_RULE, is_group_name
 from .results import SendResult
 
 Action = Literal["join", "leave", "send"]
@@ -26,9 +26,6 @@ LEFT = "aether.left"
 SENT = "aether.sent"
 ERROR = "aether.error"
 CHAT_MESSAGE = "chat.message"
-
-GROUP_RULE = "1-99 ASCII letters, digits, '-', '_', '.' or ':'"
-_GROUP_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,99}", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +117,9 @@ def _group(data: dict[str, Any]) -> str:
     if "group" not in data:
         raise CommandRejected("missing_group", "the command needs a 'group'")
     group = data["group"]
-    if not isinstance(group, str) or not _GROUP_NAME.fullmatch(group):
+    if not is_group_name(group):
         raise CommandRejected(
-            "invalid_group", f"group must be {GROUP_RULE}; got {_show(group)}"
+            "invalid_group", f"group must be {GROUP_NAME_RULE}; got {_show(group)}"
         )
     return group
 

@@ -251,7 +251,9 @@ async def test_session_refuses_other_events_as_a_counted_failure(facade_layer):
     result = await facade_layer.group_send("room:raw", {"type": "chat.message"})
     assert (result.sent_count, result.failed_count) == (0, 1)
     (error,) = result.errors
-    cause = error.__cause__ if isinstance(error, SessionSendFailed) else error
+    assert isinstance(error, SessionSendFailed)
+    assert error.channel == channel
+    cause = error.__cause__
     assert isinstance(cause, TypeError)
     assert "takes only 'aether.message' events" in str(cause)
     assert inbox.items == []

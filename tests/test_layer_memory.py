@@ -51,7 +51,9 @@ async def test_raising_session_is_a_counted_failure(layer):
         await layer.group_add("g", channel)
     result = await layer.group_send("g", {"type": "x"})
     assert (result.sent_count, result.failed_count) == (2, 1)
-    assert result.errors == (boom,)
+    (error,) = result.errors
+    assert isinstance(error, SessionSendFailed)
+    assert (error.channel, error.__cause__) == (a, boom)
     assert (await receive(layer, c)) == {"type": "x"}
 
 

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from aether_compat import ChannelFull, SendResult
-from aether_compat.errors import MemberUnreachable
+from aether_compat.errors import MemberUnreachable, SessionSendFailed
 from aether_compat.layers import RedisChannelLayer
 from aether_compat.layers.redis.config import parse_hosts, place
 from tests.conftest import REDIS_URL
@@ -246,7 +246,10 @@ async def test_failing_local_session_is_counted(make_redis):
     await layer.group_add("g", broken)
     result = await layer.group_send("g", {"type": "x"})
     assert (result.sent_count, result.failed_count) == (1, 1)
-    assert isinstance(result.errors[0], RuntimeError)  # as the in-memory layer does
+    (error,) = result.errors  # named and wrapped, as the in-memory layer does
+    assert isinstance(error, SessionSendFailed)
+    assert error.channel == broken
+    assert isinstance(error.__cause__, RuntimeError)
     assert await receive(layer, ok) == {"type": "x"}
 
 

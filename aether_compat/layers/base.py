@@ -69,6 +69,13 @@ class AetherLayer(BaseChannelLayer):
         raise NotImplementedError
 
 
+def is_aether_layer(layer: Any) -> bool:
+    """Whether `layer` is one of ours: it counts deliveries, lists members and
+    takes sessions. Checked on the class: channels_redis' pub/sub layer builds a
+    per-loop layer in `__getattr__`, and a probe must not do that."""
+    return issubclass(type(layer), AetherLayer)
+
+
 async def call_session(channel: str, sender: Sender, payload: bytes) -> None:
     """Hand one encoded message to a session; its failure becomes SessionSendFailed."""
     try:
@@ -78,13 +85,14 @@ async def call_session(channel: str, sender: Sender, payload: bytes) -> None:
 
 
 async def call_sessions(calls: list[tuple[str, Sender]], payload: bytes) -> SendResult:
-    """Deliver to several sessions one after another, counting each outcome."""
+    """Deliver to several sessions one after another, counting each outcome; a
+    failure is wrapped as `call_session` wraps it."""
     sent = 0
     errors: list[BaseException] = []
-    for _channel, sender in calls:
+    for channel, sender in calls:
         try:
-            await sender(codec.decode(payload))
-        except Exception as exc:
+            await call_session(channel, sender, payload)
+        except SessionSendFailed as exc:
             errors.append(exc)
         else:
             sent += 1

@@ -8,7 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ...facade import Channels
-from ...layers import AetherLayer
+from ...layers import is_aether_layer
 from ...results import SendResult
 from .. import reach_note
 
@@ -44,7 +44,7 @@ class Command(BaseCommand):
                 result = target.broadcast_binary(data, sender=options["sender"])
         except (TypeError, ImproperlyConfigured, OSError) as exc:
             raise CommandError(str(exc)) from exc
-        self._report(group, result, counted=isinstance(layer, AetherLayer))
+        self._report(group, result, counted=is_aether_layer(layer))
 
     def _warn_about_reach(self, layer: Any) -> None:
         note = reach_note(layer)
