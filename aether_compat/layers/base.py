@@ -23,7 +23,6 @@ class AetherLayer(BaseChannelLayer):
 
     def __init__(
         self,
-        *,
         expiry: float = 60,
         group_expiry: float = 86400,
         capacity: int = 100,

@@ -48,12 +48,7 @@ class InMemoryChannelLayer(AetherLayer):
         capacity: int = 100,
         channel_capacity: dict[Any, int] | None = None,
     ) -> None:
-        super().__init__(
-            expiry=expiry,
-            group_expiry=group_expiry,
-            capacity=capacity,
-            channel_capacity=channel_capacity,
-        )
+        super().__init__(expiry, group_expiry, capacity, channel_capacity)
         self._channels: dict[str, _Channel] = {}
         self._groups: dict[str, dict[str, float]] = {}
         self._client = secrets.token_hex(6)

@@ -11,9 +11,8 @@ from typing import Any
 
 from ...errors import ChannelFull, MemberUnreachable
 from ...results import SendResult
-from ...sessions import Sender, SessionTable
-from .config import Rules, Seal
-from .connections import Connections, command, script
+from ...sessions import Sender
+from .connections import command, script
 from .group_scripts import (
     DELIVER_PLAIN,
     DELIVER_PROC,
@@ -23,8 +22,7 @@ from .group_scripts import (
     MEMBERS_PROC,
 )
 from .keys import box_base, channel_name, group_key, group_tag, route
-from .presence import Presence
-from .util import REDIS_FAILURES, RedisLayerStats, logger, now_ms
+from .util import REDIS_FAILURES, Parts, logger, now_ms
 
 GONE = "its process stopped announcing itself (crashed or cut off from Redis)"
 
@@ -33,25 +31,15 @@ class Groups:
     """Memberships in Redis, counted fan-out and member listing for one layer
     instance (whose own box is `presence.box`). Names arrive checked."""
 
-    def __init__(
-        self,
-        *,
-        prefix: str,
-        rules: Rules,
-        connections: Connections,
-        presence: Presence,
-        sessions: SessionTable,
-        seal: Seal,
-        stats: RedisLayerStats,
-    ) -> None:
-        self.prefix = prefix
-        self.rules = rules
-        self._box = presence.box
-        self._connections = connections
-        self._presence = presence
-        self._sessions = sessions
-        self._seal = seal
-        self.stats = stats
+    def __init__(self, parts: Parts) -> None:
+        self.prefix = parts.prefix
+        self.rules = parts.rules
+        self.stats = parts.stats
+        self._box = parts.presence.box
+        self._connections = parts.connections
+        self._presence = parts.presence
+        self._sessions = parts.sessions
+        self._seal = parts.seal
 
     async def add(self, group: str, channel: str) -> None:
         """Add (or refresh) a membership. A failure for this instance's own channel

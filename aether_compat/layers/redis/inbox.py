@@ -12,19 +12,16 @@ from collections.abc import Awaitable
 from typing import Any
 
 from ...errors import SessionSendFailed
-from ...sessions import SessionTable
 from ..base import call_session
-from .config import Seal
-from .connections import Command, Connections, script
+from .connections import Command, script
 from .groups import Groups
 from .keys import channel_name, decode_item
 from .local import LocalChannels
-from .presence import Presence
 from .pump import Pump
 from .scripts import ACK
 from .util import (
     REDIS_FAILURES,
-    RedisLayerStats,
+    Parts,
     backoff,
     logger,
     now_ms,
@@ -37,25 +34,16 @@ _JOBS = ("pump", "heartbeat", "sweeper")
 class Inbox:
     """Background work for this instance's own channels."""
 
-    def __init__(
-        self,
-        *,
-        connections: Connections,
-        presence: Presence,
-        groups: Groups,
-        sessions: SessionTable,
-        seal: Seal,
-        stats: RedisLayerStats,
-    ) -> None:
-        self.box = presence.box
-        self.base = presence.base
+    def __init__(self, parts: Parts, groups: Groups) -> None:
+        self.box = parts.presence.box
+        self.base = parts.presence.base
         self.local = LocalChannels()
-        self.stats = stats
-        self._connections = connections
-        self._presence = presence
+        self.stats = parts.stats
+        self._connections = parts.connections
+        self._presence = parts.presence
         self._groups = groups
-        self._sessions = sessions
-        self._seal = seal
+        self._sessions = parts.sessions
+        self._seal = parts.seal
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._spare: set[asyncio.Task[Any]] = set()
         self._lock = threading.Lock()

@@ -27,6 +27,7 @@ from .presence import Presence
 from .scripts import SEND_PLAIN, SEND_PROC, TAKE_PLAIN
 from .util import (
     REDIS_FAILURES,
+    Parts,
     RedisLayerStats,
     backoff,
     now_ms,
@@ -53,12 +54,7 @@ class RedisChannelLayer(AetherLayer):
         on_disconnect: Any = None,
         on_reconnect: Any = None,
     ) -> None:
-        super().__init__(
-            expiry=expiry,
-            group_expiry=group_expiry,
-            capacity=capacity,
-            channel_capacity=channel_capacity,
-        )
+        super().__init__(expiry, group_expiry, capacity, channel_capacity)
         check_settings(
             prefix, serializer_format, random_prefix_length, presence_timeout
         )
@@ -71,33 +67,31 @@ class RedisChannelLayer(AetherLayer):
         self._names = itertools.count(1)
         self._announced = False
         self._routes: dict[str, Route] = {}
-        self._rules = Rules(
-            expiry_ms=int(expiry * 1000),
-            group_expiry_ms=int(group_expiry * 1000),
-            capacity=capacity,
-            capacity_of=self.get_capacity,
-            per_channel=bool(self.channel_capacity),
-        )
         self._seal = Seal(symmetric_encryption_keys)
         self._presence = Presence(prefix, self._box, presence_timeout, group_expiry)
         self._connections = Connections(self.hosts, self._stop_tasks_on)
-        self._groups = Groups(
-            prefix=prefix,
-            rules=self._rules,
-            connections=self._connections,
-            presence=self._presence,
-            sessions=self.sessions,
-            seal=self._seal,
-            stats=self.stats,
+        self._assemble()
+
+    def _assemble(self) -> None:
+        """Build the groups and the inbox over the parts they share."""
+        self._rules = Rules(
+            expiry_ms=int(self.expiry * 1000),
+            group_expiry_ms=int(self.group_expiry * 1000),
+            capacity=self.capacity,
+            capacity_of=self.get_capacity,
+            per_channel=bool(self.channel_capacity),
         )
-        self._inbox = Inbox(
-            connections=self._connections,
-            presence=self._presence,
-            groups=self._groups,
-            sessions=self.sessions,
-            seal=self._seal,
-            stats=self.stats,
+        parts = Parts(
+            self.prefix,
+            self._rules,
+            self._connections,
+            self._presence,
+            self.sessions,
+            self._seal,
+            self.stats,
         )
+        self._groups = Groups(parts)
+        self._inbox = Inbox(parts, self._groups)
 
     # Channels API: direct messages
 

@@ -6,8 +6,15 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
+
+if TYPE_CHECKING:
+    from ...sessions import SessionTable
+    from .config import Rules, Seal
+    from .connections import Connections
+    from .presence import Presence
 
 logger = logging.getLogger("aether_compat.layers.redis")
 
@@ -51,3 +58,16 @@ class RedisLayerStats:
             self.failed_sends += 1
         if exc is not None:
             logger.warning("Redis error in the channel layer: %r", exc)
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What the groups and the inbox of one layer instance share."""
+
+    prefix: str
+    rules: "Rules"
+    connections: "Connections"
+    presence: "Presence"
+    sessions: "SessionTable"
+    seal: "Seal"
+    stats: RedisLayerStats
