@@ -51,6 +51,7 @@ class SessionSendFailed(AetherError):
         super().__init__(f"session {channel!r} failed to take the message: {error!r}")
         self.channel = channel
         self.error = error
+        self.__cause__ = error  # also when built as a value, not raised
 
 
 class MemberUnreachable(AetherError):

@@ -1,36 +1,260 @@
-"""This process's table of registered sessions: channel name -> async sender.
+"""This process's registered sessions, and isolated delivery to them.
 
-A registered session receives its channel's messages by a direct call instead of
-through a queue and `receive()`; both layers consult one table of their own.
+A registered session receives its channel's messages by a call to its async sender
+instead of through a queue and `receive()`. One session's trouble stays its own:
+
+- each sender runs on the event loop it was registered on, whatever thread or loop
+  the message comes from;
+- a sender that returns without suspending (the common case: a socket write) is
+  finished at once, with no task; one that suspends finishes in a task of its own,
+  and later messages for that session wait behind it, in order, up to its capacity;
+- each delivery has a deadline (`delivery_timeout`): a sender that hangs, raises
+  (`CancelledError` too) or is slow is a counted failure naming its channel, and a
+  caller never waits for one session longer than that.
 """
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import concurrent.futures
+import contextlib
+import inspect
+import types
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
+from .errors import ChannelFull, MemberUnreachable, SessionSendFailed
+from .results import SendResult
+
 Sender = Callable[[dict[str, Any]], Awaitable[Any]]
+Decode = Callable[[bytes], dict[str, Any]]
+Outcome = BaseException | None | asyncio.Future[BaseException | None]
+"""What starting a delivery gives back: `None` (taken), the failure, or a future
+on the caller's loop that resolves to one of those."""
+
+
+class Session:
+    """One registered sender, the loop it lives on, and its deliveries in flight."""
+
+    __slots__ = ("backlog", "capacity", "channel", "loop", "sender")
+
+    def __init__(
+        self,
+        channel: str,
+        sender: Sender,
+        loop: asyncio.AbstractEventLoop,
+        capacity: int,
+    ) -> None:
+        self.channel = channel
+        self.sender = sender
+        self.loop = loop
+        self.capacity = capacity
+        # Deliveries waiting behind one that suspended; None while none is running.
+        self.backlog: deque[tuple[bytes, asyncio.Future[Any]]] | None = None
 
 
 class SessionTable:
-    """Maps channel names to the senders registered for them in this process."""
+    """Maps channel names to their sessions in this process, and delivers to them."""
 
-    __slots__ = ("_senders",)
+    __slots__ = ("_finishing", "_sessions", "decode", "timeout")
 
-    def __init__(self) -> None:
-        self._senders: dict[str, Sender] = {}
+    def __init__(self, decode: Decode, timeout: float) -> None:
+        self._sessions: dict[str, Session] = {}
+        self._finishing: set[asyncio.Task[None]] = set()  # owned, not collected
+        self.decode = decode
+        self.timeout = timeout
 
-    def register(self, channel: str, sender: Sender) -> None:
+    def register(self, channel: str, sender: Sender, capacity: int) -> None:
+        """Register `sender` for `channel` on the running event loop."""
         if not callable(sender):
             raise TypeError(f"session sender must be an async callable, got {sender!r}")
-        self._senders[channel] = sender
+        loop = asyncio.get_running_loop()
+        self._sessions[channel] = Session(channel, sender, loop, capacity)
 
     def unregister(self, channel: str) -> None:
-        self._senders.pop(channel, None)
+        self._sessions.pop(channel, None)
 
-    def get(self, channel: str) -> Sender | None:
-        return self._senders.get(channel)
+    def get(self, channel: str) -> Session | None:
+        return self._sessions.get(channel)
 
     def __contains__(self, channel: str) -> bool:
-        return channel in self._senders
+        return channel in self._sessions
 
     def __len__(self) -> int:
-        return len(self._senders)
+        return len(self._sessions)
+
+    # Delivery
+
+    async def send(self, session: Session, payload: bytes) -> None:
+        """Deliver to one session; raise its failure (`SessionSendFailed`, or
+        `MemberUnreachable`/`ChannelFull` when it cannot be reached in time)."""
+        result = await self.deliver([session], payload)
+        if result.errors:
+            raise result.errors[0]
+
+    async def deliver(self, sessions: list[Session], payload: bytes) -> SendResult:
+        """Deliver to each session and count the outcomes; returns within the
+        deadline however the senders behave."""
+        running = asyncio.get_running_loop()
+        sent = 0
+        errors: list[BaseException] = []
+        pending: dict[asyncio.Future[Any], Session] = {}
+        for session in sessions:
+            outcome = self.start(session, payload, running)
+            if outcome is None:
+                sent += 1
+            elif isinstance(outcome, BaseException):
+                errors.append(outcome)
+            else:
+                pending[outcome] = session
+        if pending:
+            done, late = await asyncio.wait(pending, timeout=self.timeout)
+            for future in done:
+                if (failure := future.result()) is None:
+                    sent += 1
+                else:
+                    errors.append(failure)
+            errors += [self._timed_out(pending[future].channel) for future in late]
+        return SendResult.of(sent, errors)
+
+    def start(
+        self, session: Session, payload: bytes, running: asyncio.AbstractEventLoop
+    ) -> Outcome:
+        """Start one delivery from the `running` loop, on the session's own loop.
+        A session registered from a loop that has ended since (sync code, through
+        `async_to_sync`) has no home left: it adopts the caller's loop."""
+        if session.loop is running:
+            return self._start_here(session, payload)
+        if session.loop.is_closed() and session.backlog is None:
+            session.loop = running
+            return self._start_here(session, payload)
+        handover: concurrent.futures.Future[BaseException | None]
+        handover = concurrent.futures.Future()
+        try:
+            session.loop.call_soon_threadsafe(
+                self._start_for, session, payload, handover
+            )
+        except RuntimeError:  # closed just now, with deliveries in flight
+            return MemberUnreachable(session.channel, "its session's loop is closed")
+        return asyncio.wrap_future(handover, loop=running)
+
+    def _start_for(
+        self,
+        session: Session,
+        payload: bytes,
+        handover: concurrent.futures.Future[BaseException | None],
+    ) -> None:
+        """On the session's loop: start, and hand the outcome to the caller's loop."""
+        outcome = self._start_here(session, payload)
+        if isinstance(outcome, asyncio.Future):
+            outcome.add_done_callback(lambda done: _settle(handover, done.result()))
+        else:
+            _settle(handover, outcome)
+
+    def _start_here(self, session: Session, payload: bytes) -> Outcome:
+        backlog = session.backlog
+        if backlog is not None:  # one is in flight: keep the order
+            if len(backlog) >= session.capacity:
+                return ChannelFull(session.channel, session.capacity)
+            waiter = session.loop.create_future()
+            backlog.append((payload, waiter))
+            return waiter
+        try:
+            coroutine = _coroutine_of(session.sender(self.decode(payload)))
+            step = coroutine.send(None)
+        except StopIteration:
+            return None
+        except (Exception, asyncio.CancelledError) as exc:
+            return SessionSendFailed(session.channel, exc)
+        waiter = session.loop.create_future()
+        backlog = session.backlog = deque()
+        task = session.loop.create_task(
+            self._finish(session, backlog, _resume(coroutine, step), waiter)
+        )
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+        return waiter
+
+    async def _finish(
+        self,
+        session: Session,
+        backlog: deque[tuple[bytes, asyncio.Future[Any]]],
+        rest: Awaitable[Any],
+        waiter: asyncio.Future[Any],
+    ) -> None:
+        """The rest of a delivery that suspended, then the ones queued behind it."""
+        try:
+            _resolve(waiter, await self._bounded(session, rest))
+            while backlog:
+                payload, waiter = backlog.popleft()
+                message = self.decode(payload)
+                _resolve(waiter, await self._bounded(session, session.sender(message)))
+        finally:
+            session.backlog = None
+            gone = MemberUnreachable(session.channel, "its session's loop shut down")
+            for _, waiter in backlog:
+                _resolve(waiter, gone)
+
+    async def _bounded(
+        self, session: Session, delivery: Awaitable[Any]
+    ) -> BaseException | None:
+        deadline = asyncio.timeout(self.timeout)
+        try:
+            async with deadline:
+                await delivery
+        except (Exception, asyncio.CancelledError) as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this task itself is being cancelled (its loop is ending)
+            if deadline.expired():
+                return self._timed_out(session.channel)
+            return SessionSendFailed(session.channel, exc)
+        return None
+
+    def _timed_out(self, channel: str) -> SessionSendFailed:
+        error = TimeoutError(f"the sender did not return within {self.timeout:g} s")
+        return SessionSendFailed(channel, error)
+
+
+def _coroutine_of(awaitable: Awaitable[Any]) -> Coroutine[Any, Any, Any]:
+    if inspect.iscoroutine(awaitable):
+        return awaitable
+
+    async def wait() -> Any:
+        return await awaitable
+
+    return wait()
+
+
+@types.coroutine
+def _resume(coroutine: Coroutine[Any, Any, Any], step: Any) -> Generator[Any, Any, Any]:
+    """Go on driving a coroutine whose first step already ran outside any task:
+    `yield from` for a coroutine that has been started."""
+    while True:
+        try:
+            sent = yield step
+        except GeneratorExit:
+            coroutine.close()
+            raise
+        except BaseException as exc:
+            try:
+                step = coroutine.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                step = coroutine.send(sent)
+            except StopIteration as stop:
+                return stop.value
+
+
+def _resolve(waiter: asyncio.Future[Any], outcome: BaseException | None) -> None:
+    if not waiter.done():
+        waiter.set_result(outcome)
+
+
+def _settle(
+    handover: concurrent.futures.Future[BaseException | None],
+    outcome: BaseException | None,
+) -> None:
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        handover.set_result(outcome)  # unless the caller stopped waiting

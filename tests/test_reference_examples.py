@@ -5,6 +5,7 @@ Kotlin `session.id` is a channel name here (a consumer's `channel_name`, or one 
 `layer.new_channel()`), and a Kotlin WebSocket handler is a Channels consumer.
 """
 
+import asyncio
 import json
 import uuid
 
@@ -301,6 +302,16 @@ def as_user(user_id):
     return with_user
 
 
+async def members_reach(channels, group, count):
+    """Wait until `group` has `count` members (commands on different sockets are
+    carried out in no set order)."""
+    async with asyncio.timeout(3):
+        while True:
+            if len(await channels.group_members(group)) >= count:
+                return
+            await asyncio.sleep(0.01)  # the layer's state, polled
+
+
 async def test_integration_with_websockets(facade_layer):
     with as_default_layer(facade_layer):
         stranger = WebsocketCommunicator(as_user(None), "/realtime")
@@ -313,6 +324,7 @@ async def test_integration_with_websockets(facade_layer):
 
         for client in (ann, bob):
             await client.send_json_to({"action": "join", "group": "room:1"})
+        await members_reach(Channels, "room:1", 2)  # joins on two sockets: no order
         await ann.send_json_to({"action": "send", "group": "room:1", "message": "hi"})
         assert await ann.receive_from() == "hi"
         assert await bob.receive_from() == "hi"

@@ -1,6 +1,5 @@
 """What both aether_compat layers add to `channels.layers.BaseChannelLayer`: the
-shared settings, name rules that also allow `:` in group names, and the parts of
-group delivery that count into a `SendResult`."""
+shared settings, name rules that also allow `:` in group names, and sessions."""
 
 from collections.abc import Mapping
 from re import Pattern
@@ -8,9 +7,7 @@ from typing import Any
 
 from channels.layers import BaseChannelLayer
 
-from ..errors import SessionSendFailed
 from ..names import check_channel_name, check_group_name
-from ..results import SendResult
 from ..sessions import Sender, SessionTable
 from . import codec
 
@@ -27,8 +24,10 @@ class AetherLayer(BaseChannelLayer):
         group_expiry: float = 86400,
         capacity: int = 100,
         channel_capacity: Mapping[str | Pattern[str], int] | None = None,
+        delivery_timeout: float = 2.0,
     ) -> None:
         _require_positive("expiry", expiry)
+        _require_positive("delivery_timeout", delivery_timeout)
         _require_positive("group_expiry", group_expiry)
         _require_positive("capacity", capacity, integer=True)
         super().__init__(expiry=expiry, capacity=capacity)
@@ -36,7 +35,7 @@ class AetherLayer(BaseChannelLayer):
         for pattern, value in (channel_capacity or {}).items():
             _require_positive(f"channel_capacity[{pattern!r}]", value, integer=True)
         self.channel_capacity = self.compile_capacities(channel_capacity or {})
-        self.sessions = SessionTable()
+        self.sessions = SessionTable(codec.decode, delivery_timeout)
 
     # Names: Channels' rules, checked whole-string; groups may also hold ':'.
 
@@ -57,7 +56,7 @@ class AetherLayer(BaseChannelLayer):
     async def register_session(self, session_id: str, sender: Sender) -> None:
         """Deliver the messages of channel `session_id` to `sender` from now on."""
         self.require_valid_channel_name(session_id)
-        self.sessions.register(session_id, sender)
+        self.sessions.register(session_id, sender, self.get_capacity(session_id))
 
     async def unregister_session(self, session_id: str) -> None:
         """Stop calling the session's sender; later messages queue as usual."""
@@ -73,29 +72,6 @@ def is_aether_layer(layer: Any) -> bool:
     takes sessions. Checked on the class: channels_redis' pub/sub layer builds a
     per-loop layer in `__getattr__`, and a probe must not do that."""
     return issubclass(type(layer), AetherLayer)
-
-
-async def call_session(channel: str, sender: Sender, payload: bytes) -> None:
-    """Hand one encoded message to a session; its failure becomes SessionSendFailed."""
-    try:
-        await sender(codec.decode(payload))
-    except Exception as exc:
-        raise SessionSendFailed(channel, exc) from exc
-
-
-async def call_sessions(calls: list[tuple[str, Sender]], payload: bytes) -> SendResult:
-    """Deliver to several sessions one after another, counting each outcome; a
-    failure is wrapped as `call_session` wraps it."""
-    sent = 0
-    errors: list[BaseException] = []
-    for channel, sender in calls:
-        try:
-            await call_session(channel, sender, payload)
-        except SessionSendFailed as exc:
-            errors.append(exc)
-        else:
-            sent += 1
-    return SendResult.of(sent, errors)
 
 
 def _require_positive(name: str, value: Any, integer: bool = False) -> None:

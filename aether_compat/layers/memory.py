@@ -2,40 +2,45 @@
 
 Every operation touches only the channels it names (a group_send costs O(members)),
 messages are encoded once with msgpack (the Redis wire format) and decoded per
-receiver, and a cancelled `receive()` never takes a message with it. The hot paths
-are kept flat on purpose (bench/memory_bench.py measures them): a name already in the
-tables skips the rule check it passed on its way in, and a group_send queues one
-shared (deadline, payload) item on every member.
+receiver, and a cancelled `receive()` never takes a message with it. Any thread and
+loop may call it: the tables are changed under one lock, never held across an
+await. The hot paths are kept flat on purpose (bench/memory_bench.py measures
+them): a name already in the tables skips the rule check it passed on its way in,
+and a group_send queues one shared (deadline, payload) item on every member.
 """
 
 import asyncio
 import itertools
 import secrets
+import threading
 import time
 from collections import deque
 from typing import Any
 
-from ..errors import ChannelFull
+from ..errors import ChannelFull, MemberUnreachable
 from ..results import SendResult
-from ..sessions import Sender, SessionTable
+from ..sessions import Session
 from . import codec
-from .base import AetherLayer, call_session, call_sessions
+from .base import AetherLayer
 from .wakeup import running_loop, wake_one
 
 _NO_MEMBERS = SendResult()
 _IDLE_BATCH = 1024  # idle channels kept at most before they are forgotten
+_STOPPED_READING = "its reader stopped reading: it left its groups"
 
 
 class _Channel:
-    """One channel's undelivered messages, its waiting receivers and its groups."""
+    """One channel's undelivered messages, its waiting receivers, its groups, and
+    when a reader last asked for a message (None: never yet)."""
 
-    __slots__ = ("capacity", "groups", "messages", "waiters")
+    __slots__ = ("capacity", "groups", "messages", "read_at", "waiters")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.messages: deque[tuple[float, bytes]] | None = None
         self.waiters: list[asyncio.Future[None]] | None = None
         self.groups: set[str] | None = None
+        self.read_at: float | None = None
 
 
 class InMemoryChannelLayer(AetherLayer):
@@ -47,8 +52,12 @@ class InMemoryChannelLayer(AetherLayer):
         group_expiry: float = 86400,
         capacity: int = 100,
         channel_capacity: dict[Any, int] | None = None,
+        delivery_timeout: float = 2.0,
     ) -> None:
-        super().__init__(expiry, group_expiry, capacity, channel_capacity)
+        super().__init__(
+            expiry, group_expiry, capacity, channel_capacity, delivery_timeout
+        )
+        self._lock = threading.Lock()
         self._channels: dict[str, _Channel] = {}
         self._groups: dict[str, dict[str, float]] = {}
         self._client = secrets.token_hex(6)
@@ -59,58 +68,54 @@ class InMemoryChannelLayer(AetherLayer):
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
         """Queue `message` on `channel`; raise `ChannelFull` when it is at capacity."""
-        ch = self._lookup(channel)
+        self._lookup(channel)
         payload = codec.encode(message)
-        sender = self.sessions.get(channel)
-        if sender is not None:
-            await call_session(channel, sender, payload)
+        session = self.sessions.get(channel)
+        if session is not None:
+            await self.sessions.send(session, payload)
             return
         now = time.monotonic()
-        if ch is None:
-            ch = self._open(channel)
-        elif ch.messages and len(ch.messages) >= ch.capacity:
-            self._drop_expired(channel, ch, now)
-            # Expiry may have retired the channel: queue on the live one.
+        with self._lock:
             ch = self._channels.get(channel) or self._open(channel)
-        messages = ch.messages
-        if messages is None:
-            messages = ch.messages = deque()
-        elif len(messages) >= ch.capacity:
-            raise ChannelFull(channel, ch.capacity)
-        messages.append((now + self.expiry, payload))
-        if ch.waiters:
-            wake_one(ch.waiters, running_loop())
+            messages = ch.messages
+            if messages is None:
+                messages = ch.messages = deque()
+            stopped = len(messages) >= ch.capacity and self._drop_expired(ch, now)
+            if len(messages) >= ch.capacity:
+                raise ChannelFull(channel, ch.capacity)
+            messages.append((now + self.expiry, payload))
+            if ch.waiters:
+                wake_one(ch.waiters, running_loop())
+            if stopped:
+                self._leave_all(channel, ch)
 
     async def receive(self, channel: str) -> dict[str, Any]:
         """Wait for the next message on `channel`; safe to cancel at any point."""
-        ch = self._lookup(channel)
+        self._lookup(channel)
         while True:
-            if ch is None:
-                ch = self._open(channel)
-            messages = ch.messages
-            if messages:
-                if messages[0][0] < time.monotonic():
-                    self._drop_expired(channel, ch, time.monotonic())
+            with self._lock:
+                ch = self._channels.get(channel) or self._open(channel)
+                ch.read_at = now = time.monotonic()
+                messages = ch.messages
+                if messages and messages[0][0] < now:
+                    self._drop_expired(ch, now)
                 if messages:
                     payload = messages.popleft()[1]
                     if not (messages or ch.waiters or ch.groups):
                         self._retire_later(channel)
-                    return codec.decode(payload)
-                # Dropping expired messages may have retired the channel.
-                ch = self._channels.get(channel) or self._open(channel)
-            waiter = asyncio.get_running_loop().create_future()
-            if ch.waiters is None:
-                ch.waiters = [waiter]
-            else:
-                ch.waiters.append(waiter)
+                    break
+                waiter = asyncio.get_running_loop().create_future()
+                if ch.waiters is None:
+                    ch.waiters = [waiter]
+                else:
+                    ch.waiters.append(waiter)
             try:
                 await waiter
             except asyncio.CancelledError:
-                self._abandon(channel, ch, waiter)
+                with self._lock:
+                    self._abandon(channel, ch, waiter)
                 raise
-            # Look again: a reader that did not wait may have emptied and retired
-            # the channel between our wake-up and now.
-            ch = self._channels.get(channel)
+        return codec.decode(payload)
 
     async def new_channel(self, prefix: str = "specific") -> str:
         """A process-specific name that never repeats, even after `random.seed`."""
@@ -119,72 +124,76 @@ class InMemoryChannelLayer(AetherLayer):
     # Groups
 
     async def group_add(self, group: str, channel: str) -> None:
-        members = self._members_of(group)
-        ch = self._lookup(channel) or self._open(channel)
-        if members is None:
-            members = self._groups[group] = {}
-        if ch.groups is None:
-            ch.groups = {group}
-        else:
-            ch.groups.add(group)
-        members[channel] = time.monotonic()
+        self._members_of(group)
+        self._lookup(channel)
+        with self._lock:
+            members = self._groups.get(group)
+            if members is None:
+                members = self._groups[group] = {}
+            ch = self._channels.get(channel) or self._open(channel)
+            if ch.groups is None:
+                ch.groups = {group}
+            else:
+                ch.groups.add(group)
+            members[channel] = time.monotonic()
 
     async def group_discard(self, group: str, channel: str) -> None:
         members = self._members_of(group)
         if members is None or type(channel) is not str or channel not in members:
             self.require_valid_channel_name(channel)
-        self._leave(group, channel)
+        with self._lock:
+            self._leave(group, channel)
 
     async def group_send(self, group: str, message: dict[str, Any]) -> SendResult:
         """Deliver to every member; members at capacity are counted, never skipped."""
-        members = self._members_of(group)
+        self._members_of(group)
         payload = codec.encode(message)
-        if not members:
-            return _NO_MEMBERS
         now = time.monotonic()
-        sessions = self.sessions if len(self.sessions) else None
-        sent, errors, stale, session_calls = self._deliver(
-            members, (now + self.expiry, payload), now, sessions
-        )
-        for name in stale:
-            self._expire_membership(group, name, now)
+        with self._lock:
+            members = self._groups.get(group)
+            if not members:
+                return _NO_MEMBERS
+            sent, errors, stale, session_calls = self._deliver(
+                members, (now + self.expiry, payload), now
+            )
+            for name in stale:
+                self._expire_membership(group, name, now)
         result = SendResult.of(sent, errors)
         if session_calls:
-            result += await call_sessions(session_calls, payload)
+            result += await self.sessions.deliver(session_calls, payload)
         return result
 
     def _deliver(
-        self,
-        members: dict[str, float],
-        item: tuple[float, bytes],
-        now: float,
-        sessions: SessionTable | None,
-    ) -> tuple[int, list[BaseException], list[str], list[tuple[str, Sender]]]:
+        self, members: dict[str, float], item: tuple[float, bytes], now: float
+    ) -> tuple[int, list[BaseException], list[str], list[Session]]:
         """Queue one shared (deadline, payload) item on every live member (the hot
         loop of group_send, kept flat). Returns what it could not do here: failures,
-        stale memberships, and members served by a session."""
+        memberships to end, and members served by a session (which a connected
+        consumer keeps past `group_expiry`)."""
         oldest = now - self.group_expiry
         channels = self._channels
+        sessions = self.sessions if len(self.sessions) else None
         running = running_loop()
         sent = 0
         errors: list[BaseException] = []
         stale: list[str] = []
-        session_calls: list[tuple[str, Sender]] = []
+        session_calls: list[Session] = []
         for name, joined in members.items():
+            if sessions is not None and (session := sessions.get(name)) is not None:
+                session_calls.append(session)
+                continue
             if joined < oldest:
                 stale.append(name)
-                continue
-            if sessions is not None and (sender := sessions.get(name)) is not None:
-                session_calls.append((name, sender))
                 continue
             ch = channels[name]
             messages = ch.messages
             if messages is None:
                 messages = ch.messages = deque()
-            elif messages and messages[0][0] < now:
-                stale.append(name)  # an unread message expired: its reader is gone
+            elif messages and messages[0][0] < now and self._drop_expired(ch, now):
+                stale.append(name)
+                errors.append(MemberUnreachable(name, _STOPPED_READING))
                 continue
-            elif len(messages) >= ch.capacity:
+            if len(messages) >= ch.capacity:
                 errors.append(ChannelFull(name, ch.capacity))
                 continue
             messages.append(item)
@@ -195,21 +204,32 @@ class InMemoryChannelLayer(AetherLayer):
 
     async def unregister_session(self, session_id: str) -> None:
         await super().unregister_session(session_id)
-        ch = self._channels.get(session_id)
-        if ch is not None:
-            self._close_if_idle(session_id, ch)
+        with self._lock:
+            ch = self._channels.get(session_id)
+            if ch is not None:
+                self._close_if_idle(session_id, ch)
 
     async def group_members(self, group: str) -> set[str]:
-        """The channels in `group` now, memberships past `group_expiry` excluded."""
+        """The channels in `group` now: members past `group_expiry` are left out,
+        unless a connected session keeps them."""
         self.require_valid_group_name(group)
         oldest = time.monotonic() - self.group_expiry
-        members = self._groups.get(group, {})
-        return {name for name, joined in members.items() if joined >= oldest}
+        with self._lock:
+            members = list(self._groups.get(group, {}).items())
+        return {
+            name
+            for name, joined in members
+            if joined >= oldest or name in self.sessions
+        }
 
     # Flush and close
 
     async def flush(self) -> None:
         """Forget every message and group; receivers already waiting keep waiting."""
+        with self._lock:
+            self._forget_all()
+
+    def _forget_all(self) -> None:
         for ch in self._channels.values():
             ch.messages = None
             ch.groups = None
@@ -246,23 +266,26 @@ class InMemoryChannelLayer(AetherLayer):
         self._channels[name] = ch
         return ch
 
-    def _drop_expired(self, name: str, ch: _Channel, now: float) -> None:
-        """Remove messages past `expiry`; a channel that let one expire unread leaves
-        its groups (CONTRACT.md 43), since its reader is most likely gone."""
+    def _drop_expired(self, ch: _Channel, now: float) -> bool:
+        """Remove messages past `expiry`; True when they expired because the
+        channel's reader stopped: none waits, and none asked for `expiry` seconds.
+        A channel never read yet keeps its groups (its consumer may not have
+        started), as does a live reader that is only slower than its senders."""
         messages = ch.messages
-        expired = False
         while messages and messages[0][0] < now:
             messages.popleft()
-            expired = True
-        if expired:
-            for group in list(ch.groups or ()):
-                self._leave(group, name)
+        read_at = ch.read_at
+        return not ch.waiters and read_at is not None and now - read_at > self.expiry
 
     def _expire_membership(self, group: str, name: str, now: float) -> None:
         ch = self._channels.get(name)
-        if ch is not None and ch.messages and ch.messages[0][0] < now:
-            self._drop_expired(name, ch, now)
+        if ch is not None and self._drop_expired(ch, now):
+            self._leave_all(name, ch)
         self._leave(group, name)
+
+    def _leave_all(self, name: str, ch: _Channel) -> None:
+        for group in list(ch.groups or ()):
+            self._leave(group, name)
 
     def _leave(self, group: str, channel: str) -> None:
         members = self._groups.get(group)

@@ -11,7 +11,7 @@ from typing import Any
 
 from ...errors import ChannelFull, MemberUnreachable
 from ...results import SendResult
-from ...sessions import Sender
+from ...sessions import Session
 from .connections import command, script
 from .group_scripts import (
     DELIVER_PLAIN,
@@ -214,19 +214,18 @@ class Groups:
             return MemberUnreachable(name, GONE)
         return ChannelFull(name, self.rules.capacity_of(name))
 
-    def local_sessions(self, group: str) -> tuple[list[str], list[tuple[str, Sender]]]:
+    def local_sessions(self, group: str) -> tuple[list[str], list[Session]]:
         """This instance's members of `group` that are registered sessions: the
-        sender calls them itself (so their failures count) and the script skips them."""
+        sender calls them itself (so their failures count) and the script skips
+        them. A connected session stays a member past `group_expiry`."""
         if not len(self._sessions):
             return [], []
-        cutoff = self._cutoff()
         skip, calls = [], []
-        for token, joined in self._presence.memberships.get(group, {}).items():
-            name = channel_name(self._box, token)
-            sender = self._sessions.get(name)
-            if sender is not None and joined >= cutoff:
+        for token in list(self._presence.memberships.get(group, ())):
+            session = self._sessions.get(channel_name(self._box, token))
+            if session is not None:
                 skip.append(f"{self._box} {token}")
-                calls.append((name, sender))
+                calls.append(session)
         return skip, calls
 
     def _capacity_note(

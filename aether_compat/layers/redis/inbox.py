@@ -11,8 +11,7 @@ import threading
 from collections.abc import Awaitable
 from typing import Any
 
-from ...errors import SessionSendFailed
-from ..base import call_session
+from ...sessions import Session
 from .connections import Command, script
 from .groups import Groups
 from .keys import channel_name, decode_item
@@ -44,6 +43,7 @@ class Inbox:
         self._groups = groups
         self._sessions = parts.sessions
         self._seal = parts.seal
+        self._idle_ms = parts.rules.expiry_ms  # a reader this silent has stopped
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._spare: set[asyncio.Task[Any]] = set()
         self._lock = threading.Lock()
@@ -148,20 +148,22 @@ class Inbox:
 
     async def _sweeper(self) -> None:
         """Drop buffered messages at their deadline, freeing their capacity; a channel
-        that let one expire unread leaves its groups."""
+        whose reader stopped (see `LocalChannels.sweep`) leaves its groups."""
         while True:
             raise_if_cancelling()
             deadline = self.local.next_deadline()
             wait = 1.0 if deadline is None else (deadline - now_ms() + 1) / 1000
             await asyncio.sleep(min(1.0, max(0.0, wait)))
-            for name in self.local.sweep(now_ms()):
+            for name in self.local.sweep(now_ms(), self._idle_ms):
                 self.stats.expired_unread += 1
                 await self._groups.leave_all(name)
             if self.local.acks:
                 self.flush_acks_soon()
 
     async def _deliver(self, items: list[bytes]) -> None:
+        """Hand items to buffers and sessions; never waits for a session."""
         now = now_ms()
+        running = asyncio.get_running_loop()
         for item in items:
             try:
                 deadline, tokens, data = decode_item(item)
@@ -176,23 +178,30 @@ class Inbox:
             targets = []
             for token in tokens:
                 name = channel_name(self.box, token)
-                sender = self._sessions.get(name) if len(self._sessions) else None
-                if sender is None:
+                session = self._sessions.get(name) if len(self._sessions) else None
+                if session is None:
                     targets.append((name, token))
                 else:
                     self.local.ack(token)
-                    await self._call(name, sender, payload)
+                    self._hand_to(session, payload, running)
             if targets:
                 self.local.put(deadline, targets, payload)
         if self.local.acks:
             self.flush_acks_soon()
 
-    async def _call(self, name: str, sender: Any, payload: bytes) -> None:
-        try:
-            await call_session(name, sender, payload)
-        except SessionSendFailed as exc:
+    def _hand_to(
+        self, session: Session, payload: bytes, running: asyncio.AbstractEventLoop
+    ) -> None:
+        outcome = self._sessions.start(session, payload, running)
+        if isinstance(outcome, asyncio.Future):
+            outcome.add_done_callback(lambda done: self._settled(done.result()))
+        else:
+            self._settled(outcome)
+
+    def _settled(self, failure: BaseException | None) -> None:
+        if failure is not None:
             self.stats.session_failures += 1
-            logger.warning("%s", exc)
+            logger.warning("%s", failure)
 
 
 def format_acks(acks: dict[str, int]) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from ...errors import ChannelFull, MemberUnreachable
 from ...results import SendResult
 from .. import codec
-from ..base import AetherLayer, call_session, call_sessions
+from ..base import AetherLayer
 from .config import BLOCK_SECONDS, HostSpec, Rules, Seal, check_settings, parse_hosts
 from .connections import Connections, run_batch, script
 from .groups import GONE, Groups
@@ -51,10 +51,13 @@ class RedisChannelLayer(AetherLayer):
         random_prefix_length: int = 12,
         serializer_format: str = "msgpack",
         presence_timeout: float = 10,
+        delivery_timeout: float = 2.0,
         on_disconnect: Any = None,
         on_reconnect: Any = None,
     ) -> None:
-        super().__init__(expiry, group_expiry, capacity, channel_capacity)
+        super().__init__(
+            expiry, group_expiry, capacity, channel_capacity, delivery_timeout
+        )
         check_settings(
             prefix, serializer_format, random_prefix_length, presence_timeout
         )
@@ -100,9 +103,9 @@ class RedisChannelLayer(AetherLayer):
         `MemberUnreachable` when its process is gone or Redis does not answer."""
         self.require_valid_channel_name(channel)
         payload = codec.encode(message)
-        sender = self.sessions.get(channel)
-        if sender is not None:
-            await call_session(channel, sender, payload)
+        session = self.sessions.get(channel)
+        if session is not None:
+            await self.sessions.send(session, payload)
             return
         box, token = route(channel)
         capacity = self._capacity(channel)
@@ -201,7 +204,7 @@ class RedisChannelLayer(AetherLayer):
         skip, session_calls = self._groups.local_sessions(group)
         result = await self._groups.send(group, payload, skip)
         if session_calls:
-            result += await call_sessions(session_calls, payload)
+            result += await self.sessions.deliver(session_calls, payload)
         return result
 
     async def group_members(self, group: str) -> set[str]:

@@ -3,15 +3,20 @@ the inbox wait here, per channel, until `receive()` takes them or they expire.
 
 They still count against the channel's capacity in Redis until then: every message
 taken or expired here becomes an "ack" that lowers the count, so senders in other
-processes see exactly how many messages a channel holds.
+processes see exactly how many messages a channel holds. The pump and the readers
+may run on different threads: the tables change under one lock, never held across
+an await.
 """
 
 import asyncio
 import heapq
 import itertools
+import threading
 from collections import deque
 
 from ..wakeup import running_loop, wake_one
+
+_READERS_KEPT = 100_000  # read times remembered at most (a forgotten one: "never")
 
 
 class LocalChannels:
@@ -21,7 +26,9 @@ class LocalChannels:
         self._buffers: dict[str, deque[tuple[int, bytes, str]]] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._deadlines: list[tuple[int, int, tuple[str, ...]]] = []
+        self._read_at: dict[str, int] = {}
         self._order = itertools.count()
+        self._lock = threading.Lock()
         self.acks: dict[str, int] = {}
 
     def put(
@@ -29,93 +36,128 @@ class LocalChannels:
     ) -> None:
         """Buffer one stored item for each (channel, token) and wake their readers."""
         running = running_loop()
-        buffers, waiting = self._buffers, self._waiters
         item_of = (deadline, payload)
-        for name, token in targets:
-            buffer = buffers.get(name)
-            if buffer is None:
-                buffer = buffers[name] = deque()
-            buffer.append((*item_of, token))
-            if name in waiting:
-                wake_one(waiting[name], running)
         names = tuple(name for name, _ in targets)
-        heapq.heappush(self._deadlines, (deadline, next(self._order), names))
+        with self._lock:
+            buffers, waiting = self._buffers, self._waiters
+            for name, token in targets:
+                buffer = buffers.get(name)
+                if buffer is None:
+                    buffer = buffers[name] = deque()
+                buffer.append((*item_of, token))
+                if name in waiting:
+                    wake_one(waiting[name], running)
+            heapq.heappush(self._deadlines, (deadline, next(self._order), names))
 
     def take(self, name: str, now: int) -> bytes | None:
         """The oldest unexpired message of `name`, or None; acks what it removes."""
-        buffer = self._buffers.get(name)
-        while buffer:
-            deadline, payload, token = buffer.popleft()
-            self.ack(token)
-            if not buffer:
-                del self._buffers[name]
-            if deadline >= now:
-                return payload
-        return None
+        with self._lock:
+            self._reading(name, now)
+            buffer = self._buffers.get(name)
+            while buffer:
+                deadline, payload, token = buffer.popleft()
+                self._ack(token, 1)
+                if not buffer:
+                    del self._buffers[name]
+                if deadline >= now:
+                    return payload
+            return None
 
     def ack(self, token: str, count: int = 1) -> None:
-        self.acks[token] = self.acks.get(token, 0) + count
+        with self._lock:
+            self._ack(token, count)
 
     def drain_acks(self) -> dict[str, int]:
-        acks, self.acks = self.acks, {}
+        with self._lock:
+            acks, self.acks = self.acks, {}
         return acks
 
     def next_deadline(self) -> int | None:
-        return self._deadlines[0][0] if self._deadlines else None
+        deadlines = self._deadlines
+        return deadlines[0][0] if deadlines else None
 
-    def sweep(self, now: int) -> set[str]:
-        """Drop expired messages; the channels that let one expire with no reader."""
-        unread: set[str] = set()
-        while self._deadlines and self._deadlines[0][0] < now:
-            _, _, names = heapq.heappop(self._deadlines)
-            for name in names:
-                if self._drop_expired(name, now) and not self._waiters.get(name):
-                    unread.add(name)
-        return unread
-
-    def _drop_expired(self, name: str, now: int) -> bool:
-        buffer = self._buffers.get(name)
-        dropped = False
-        while buffer and buffer[0][0] < now:
-            self.ack(buffer.popleft()[2])
-            dropped = True
-        if buffer is not None and not buffer:
-            del self._buffers[name]
-        return dropped
+    def sweep(self, now: int, idle_ms: int) -> set[str]:
+        """Drop expired messages; return the channels whose reader stopped: none
+        waits, and none asked for `idle_ms`. A channel never read yet is not among
+        them (its consumer may not have started), nor is a slow but live reader."""
+        stopped: set[str] = set()
+        with self._lock:
+            while self._deadlines and self._deadlines[0][0] < now:
+                _, _, names = heapq.heappop(self._deadlines)
+                for name in names:
+                    if self._drop_expired(name, now) and self._reader_gone(
+                        name, now, idle_ms
+                    ):
+                        stopped.add(name)
+        return stopped
 
     def has_messages(self, name: str) -> bool:
         return bool(self._buffers.get(name))
 
     def clear(self) -> None:
         """Forget every buffered message (flush); their counts went with the keys."""
-        self._buffers.clear()
-        self._deadlines.clear()
-        self.acks.clear()
+        with self._lock:
+            self._buffers.clear()
+            self._deadlines.clear()
+            self.acks.clear()
 
     async def wait(self, name: str) -> None:
         """Wait until a message for `name` may be there (or the pump stopped)."""
-        waiter = asyncio.get_running_loop().create_future()
-        waiters = self._waiters.get(name)
-        if waiters is None:
-            waiters = self._waiters[name] = []
-        waiters.append(waiter)
-        if name in self._buffers:  # put by a pump on another thread just now
-            wake_one(waiters, running_loop())
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        with self._lock:
+            waiters = self._waiters.get(name)
+            if waiters is None:
+                waiters = self._waiters[name] = []
+            waiters.append(waiter)
+            if name in self._buffers:  # put by a pump on another thread just now
+                wake_one(waiters, loop)
         try:
             await waiter
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and self.has_messages(name):
-                wake_one(waiters, running_loop())  # the wake-up was ours: pass it on
+            with self._lock:
+                if waiter.done() and not waiter.cancelled() and name in self._buffers:
+                    wake_one(waiters, loop)  # the wake-up was ours: pass it on
             raise
         finally:
-            if waiter in waiters:
-                waiters.remove(waiter)
-            if not waiters and self._waiters.get(name) is waiters:
-                del self._waiters[name]
+            with self._lock:
+                if waiter in waiters:
+                    waiters.remove(waiter)
+                if not waiters and self._waiters.get(name) is waiters:
+                    del self._waiters[name]
 
     def wake_all(self) -> None:
         """Wake every reader (the pump stopped: one of them must restart it)."""
         running = running_loop()
-        for waiters in list(self._waiters.values()):
-            while waiters:
-                wake_one(waiters, running)
+        with self._lock:
+            for waiters in list(self._waiters.values()):
+                while waiters:
+                    wake_one(waiters, running)
+
+    # Internals, called with the lock held
+
+    def _ack(self, token: str, count: int) -> None:
+        self.acks[token] = self.acks.get(token, 0) + count
+
+    def _reading(self, name: str, now: int) -> None:
+        read_at = self._read_at
+        if len(read_at) >= _READERS_KEPT and name not in read_at:
+            read_at.clear()
+        read_at[name] = now
+
+    def _reader_gone(self, name: str, now: int, idle_ms: int) -> bool:
+        read_at = self._read_at.get(name)
+        if self._waiters.get(name) or read_at is None or now - read_at <= idle_ms:
+            return False
+        del self._read_at[name]
+        return True
+
+    def _drop_expired(self, name: str, now: int) -> bool:
+        buffer = self._buffers.get(name)
+        dropped = False
+        while buffer and buffer[0][0] < now:
+            self._ack(buffer.popleft()[2], 1)
+            dropped = True
+        if buffer is not None and not buffer:
+            del self._buffers[name]
+        return dropped
