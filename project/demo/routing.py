@@ -1,6 +1,5 @@
-"""WebSocket routes of the demo project."""
+"""WebSocket routes of the demo app (config/asgi.py serves them)."""
 
-from channels.security.websocket import WebsocketDenier
 from django.urls import path, re_path
 
 from .consumers import ChatConsumer, DashboardConsumer, RealtimeConsumer
@@ -9,7 +8,4 @@ websocket_urlpatterns = [
     path("ws/realtime/", RealtimeConsumer.as_asgi()),
     re_path(r"^ws/chat/(?P<room>[A-Za-z0-9_-]{1,60})/$", ChatConsumer.as_asgi()),
     path("ws/dashboard/", DashboardConsumer.as_asgi()),
-    # Any other path is refused (403) instead of raising "No route found", which
-    # would let any client write tracebacks into the server log.
-    re_path(r"", WebsocketDenier.as_asgi()),
 ]

@@ -22,7 +22,7 @@ def home(request: HttpRequest) -> HttpResponse:
         {"name": room.name, "members": len(Channels.sync.group_members(room.group))}
         for room in Room.objects.all()[:20]
     ]
-    return render(request, "project/home.html", {"rooms": rooms})
+    return render(request, "demo/home.html", {"rooms": rooms})
 
 
 def chat_index(request: HttpRequest) -> HttpResponse:
@@ -33,13 +33,13 @@ def chat_index(request: HttpRequest) -> HttpResponse:
 
 def chat_room(request: HttpRequest, room: str) -> HttpResponse:
     Room.objects.get_or_create(name=room)
-    return render(request, "project/chat.html", {"room": room})
+    return render(request, "demo/chat.html", {"room": room})
 
 
 @login_required
 def notifications(request: HttpRequest) -> HttpResponse:
     return render(
-        request, "project/notifications.html", {"group": f"user:{request.user.pk}"}
+        request, "demo/notifications.html", {"group": f"user:{request.user.pk}"}
     )
 
 
@@ -74,4 +74,4 @@ def notify(request: HttpRequest) -> JsonResponse:
 
 @user_passes_test(lambda user: user.is_active and user.is_staff)
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(request, "project/dashboard.html")
+    return render(request, "demo/dashboard.html")

@@ -1,7 +1,5 @@
-"""HTTP routes of the demo project."""
+"""HTTP routes of the demo app (config/urls.py includes them at the site root)."""
 
-from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
 from . import views
@@ -15,7 +13,4 @@ urlpatterns = [
     path("notifications/", views.notifications, name="notifications"),
     path("notifications/send/", views.notify, name="notify"),
     path("dashboard/", views.dashboard, name="dashboard"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("admin/", admin.site.urls),
 ]
