@@ -1,15 +1,13 @@
 """HTTP routes of the demo app (config/urls.py includes them at the site root)."""
 
-from django.urls import path, re_path
+from django.urls import path
 
 from . import views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("chat/", views.chat_index, name="chat_index"),
-    re_path(
-        r"^chat/(?P<room>[A-Za-z0-9_-]{1,60})/$", views.chat_room, name="chat_room"
-    ),
+    path("chat/<room:room>/", views.chat_room, name="chat_room"),
     path("notifications/", views.notifications, name="notifications"),
     path("notifications/send/", views.notify, name="notify"),
     path("dashboard/", views.dashboard, name="dashboard"),
