@@ -3,7 +3,7 @@ by BENCH_LAYER ("ours" or "stock") and limits that never get in a broadcaster's 
 
 import os
 
-from project.settings import *  # noqa: F403  (the demo's settings, then overrides)
+from project.config.settings import *  # noqa: F403  (the demo's settings, then overrides)
 
 BACKENDS = {
     "ours": "aether_compat.layers.InMemoryChannelLayer",

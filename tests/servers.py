@@ -29,7 +29,7 @@ def project_env(db_path: Path, **extra: str) -> dict[str, str]:
     unless `extra` names one."""
     env = {key: value for key, value in os.environ.items() if key != "AETHER_REDIS_URL"}
     env.update(
-        DJANGO_SETTINGS_MODULE="project.settings",
+        DJANGO_SETTINGS_MODULE="project.config.settings",
         AETHER_DB_PATH=str(db_path),
         PYTHONPATH=str(ROOT),
         PYTHONUNBUFFERED="1",
@@ -58,7 +58,7 @@ class DaphneServer:
     def __init__(
         self,
         db_path: Path,
-        app: str = "project.asgi:application",
+        app: str = "project.config.asgi:application",
         launcher: tuple[str, ...] = (sys.executable, "-m", "daphne"),
         **env: str,
     ) -> None:

@@ -3,7 +3,7 @@ management commands the tests run as subprocesses."""
 
 import os
 
-from project.settings import *  # noqa: F403  (the demo settings, one override)
+from project.config.settings import *  # noqa: F403  (the demo settings, one override)
 
 CHANNEL_LAYERS = {
     "default": {

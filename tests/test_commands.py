@@ -125,7 +125,7 @@ def manage(*args, env=None):
     environment = {
         key: value for key, value in os.environ.items() if key != "AETHER_REDIS_URL"
     }
-    environment["DJANGO_SETTINGS_MODULE"] = "project.settings"
+    environment["DJANGO_SETTINGS_MODULE"] = "project.config.settings"
     environment.update(env or {})
     return subprocess.run(
         [sys.executable, "manage.py", *args],

@@ -130,7 +130,7 @@ def _is_error(line: str) -> bool:
 def in_process_socket():
     """The demo's ws/realtime/ consumer on a fresh in-memory layer, driven from a
     loop of its own so that each generated frame is one synchronous exchange."""
-    from project.consumers import RealtimeConsumer
+    from project.demo.consumers import RealtimeConsumer
 
     loop = asyncio.new_event_loop()
     communicator = WebsocketCommunicator(RealtimeConsumer.as_asgi(), "/ws/realtime/")

@@ -14,6 +14,7 @@ from aether_compat.results import SendResult
 from . import presence
 from .dashboard import STAFF_GROUP, snapshot
 from .models import Room
+from .rooms import room_group
 from .stats import stats
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class ChatConsumer(CountingConsumer):
 
     @property
     def room_group(self) -> str:
-        return f"room:{self.room}"
+        return room_group(self.room)
 
     def get_groups(self) -> list[str]:
         return [self.room_group]

@@ -1,8 +1,6 @@
 """Page views of the demo. They are sync views (Django runs them in a thread) and
 reach the channel layer through `Channels.sync`, as any Django view can."""
 
-import re
-
 from django.contrib.auth.decorators import login_required, user_passes_test
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -11,9 +9,9 @@ from django.views.decorators.http import require_POST
 from aether_compat import ChannelMessage, Channels
 
 from .models import Room
+from .rooms import ROOM_NAME_PATTERN, is_room_name, room_group
 from .stats import stats
 
-ROOM_NAME = re.compile(r"[A-Za-z0-9_-]{1,60}", re.ASCII)
 MAX_NOTIFICATION = 2000
 
 
@@ -22,24 +20,26 @@ def home(request: HttpRequest) -> HttpResponse:
         {"name": room.name, "members": len(Channels.sync.group_members(room.group))}
         for room in Room.objects.all()[:20]
     ]
-    return render(request, "project/home.html", {"rooms": rooms})
+    return render(
+        request, "demo/home.html", {"rooms": rooms, "room_pattern": ROOM_NAME_PATTERN}
+    )
 
 
 def chat_index(request: HttpRequest) -> HttpResponse:
     """`/chat/?room=name` opens that room; anything else opens the lobby."""
     room = request.GET.get("room", "").strip()
-    return redirect("chat_room", room=room if ROOM_NAME.fullmatch(room) else "lobby")
+    return redirect("chat_room", room=room if is_room_name(room) else "lobby")
 
 
 def chat_room(request: HttpRequest, room: str) -> HttpResponse:
     Room.objects.get_or_create(name=room)
-    return render(request, "project/chat.html", {"room": room})
+    return render(request, "demo/chat.html", {"room": room, "group": room_group(room)})
 
 
 @login_required
 def notifications(request: HttpRequest) -> HttpResponse:
     return render(
-        request, "project/notifications.html", {"group": f"user:{request.user.pk}"}
+        request, "demo/notifications.html", {"group": f"user:{request.user.pk}"}
     )
 
 
@@ -74,4 +74,4 @@ def notify(request: HttpRequest) -> JsonResponse:
 
 @user_passes_test(lambda user: user.is_active and user.is_staff)
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(request, "project/dashboard.html")
+    return render(request, "demo/dashboard.html")

@@ -1,10 +1,10 @@
-"""Settings of the demo project; the only module that reads the environment."""
+"""Settings of the demo site; the only module that reads the environment."""
 
 import json
 import os
 from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parents[2]  # the repository, home of db.sqlite3
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "demo-only-not-secret-change-me")
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
@@ -20,7 +20,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "aether_compat",
-    "project",
+    "project.demo",
 ]
 
 MIDDLEWARE = [
@@ -33,7 +33,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "project.urls"
+ROOT_URLCONF = "project.config.urls"
 
 TEMPLATES = [
     {
@@ -50,7 +50,7 @@ TEMPLATES = [
     },
 ]
 
-ASGI_APPLICATION = "project.asgi.application"
+ASGI_APPLICATION = "project.config.asgi.application"
 WSGI_APPLICATION = None
 
 DATABASES = {

@@ -3,11 +3,13 @@ name behind each connected chat session (presence itself comes from the layer)."
 
 from django.db import models
 
+from .rooms import ROOM_NAME_MAX_LENGTH, room_group
+
 
 class Room(models.Model):
     """A chat room someone opened; the dashboard lists these groups."""
 
-    name = models.SlugField(max_length=60, unique=True)
+    name = models.SlugField(max_length=ROOM_NAME_MAX_LENGTH, unique=True)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -18,7 +20,7 @@ class Room(models.Model):
 
     @property
     def group(self) -> str:
-        return f"room:{self.name}"
+        return room_group(self.name)
 
 
 class ChatSession(models.Model):

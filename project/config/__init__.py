@@ -1,0 +1,1 @@
+"""Site configuration of the demo: settings, HTTP URLs and the ASGI application."""

@@ -1,0 +1,44 @@
+"""The ASGI entry for daphne: HTTP goes to Django, WebSockets to the demo app's
+consumers, and any other WebSocket path is refused."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.config.settings")
+django_asgi_app = get_asgi_application()
+
+from django.conf import settings  # noqa: E402  (needs Django set up)
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+if settings.DEBUG:
+    # `runserver` serves /static/ itself; this lets
+    # `daphne project.config.asgi:application` show the demo styled too. In
+    # production, serve collected static files instead.
+    django_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import (  # noqa: E402
+    AllowedHostsOriginValidator,
+    WebsocketDenier,
+)
+from django.urls import re_path  # noqa: E402
+
+from project.demo.routing import websocket_urlpatterns  # noqa: E402
+
+websocket_routes = URLRouter(
+    [
+        *websocket_urlpatterns,
+        # Any other path is refused (403) instead of raising "No route found", which
+        # would let any client write tracebacks into the server log.
+        re_path(r"", WebsocketDenier.as_asgi()),
+    ]
+)
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(websocket_routes)),
+    }
+)

@@ -1,0 +1,1 @@
+"""The demo app: chat rooms with presence, notifications and a staff dashboard."""
