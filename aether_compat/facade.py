@@ -152,12 +152,23 @@ class ChannelsFacade:
             await layer.unregister_session(session_id)
 
     async def _group_send(
-        self, group: str, event: AetherTextEvent | AetherBytesEvent
+        self,
+        group: str,
+        event: AetherTextEvent | AetherBytesEvent,
+        confirm: bool | float = False,
     ) -> SendResult:
         layer = self.layer
         name = _group_on(layer, group)
+        options: dict[str, Any] = {}
+        if confirm is not False:
+            if not is_aether_layer(layer):
+                raise NotImplementedError(
+                    f"{_class_name(layer)} cannot confirm deliveries: a stock layer "
+                    "tells nothing of them. Use an aether_compat layer."
+                )
+            options["confirm"] = confirm
         try:
-            result = await layer.group_send(name, event)
+            result = await layer.group_send(name, event, **options)
         except TypeError:
             raise
         except Exception as exc:
@@ -180,15 +191,26 @@ class Group:
         self._facade = facade if facade is not None else Channels
 
     async def broadcast(
-        self, message: str | ChannelMessage, sender: str | None = None
+        self,
+        message: str | ChannelMessage,
+        sender: str | None = None,
+        *,
+        confirm: bool | float = False,
     ) -> SendResult:
-        """Send text (a `ChannelMessage` goes as its JSON) to every member."""
-        return await self._facade._group_send(self.name, _text_event(message, sender))
+        """Send text (a `ChannelMessage` goes as its JSON) to every member. With
+        `confirm` (True, or a deadline in seconds) a member in another process
+        counts as sent only once its process said it handed the message on."""
+        event = _text_event(message, sender)
+        return await self._facade._group_send(self.name, event, confirm)
 
     async def broadcast_binary(
-        self, data: bytes | bytearray | memoryview, sender: str | None = None
+        self,
+        data: bytes | bytearray | memoryview,
+        sender: str | None = None,
+        *,
+        confirm: bool | float = False,
     ) -> SendResult:
-        """Send bytes to every member."""
+        """Send bytes to every member; `confirm` as for `broadcast`."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(
                 f"broadcast_binary() takes bytes, got {type(data).__name__}; "
@@ -196,7 +218,7 @@ class Group:
             )
         _check_sender(sender)
         return await self._facade._group_send(
-            self.name, bytes_event(bytes(data), sender)
+            self.name, bytes_event(bytes(data), sender), confirm
         )
 
     def __eq__(self, other: object) -> bool:

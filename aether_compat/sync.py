@@ -8,6 +8,7 @@ on a short-lived loop of its own.
 """
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -72,15 +73,29 @@ class SyncGroup:
         return self._group.name
 
     def broadcast(
-        self, message: str | ChannelMessage, sender: str | None = None
+        self,
+        message: str | ChannelMessage,
+        sender: str | None = None,
+        *,
+        confirm: bool | float = False,
     ) -> SendResult:
         """Blocking `Group.broadcast`."""
-        return _run("group(...).broadcast", self._group.broadcast, message, sender)
+        return _run(
+            "group(...).broadcast",
+            functools.partial(self._group.broadcast, confirm=confirm),
+            message,
+            sender,
+        )
 
-    def broadcast_binary(self, data: bytes, sender: str | None = None) -> SendResult:
+    def broadcast_binary(
+        self, data: bytes, sender: str | None = None, *, confirm: bool | float = False
+    ) -> SendResult:
         """Blocking `Group.broadcast_binary`."""
         return _run(
-            "group(...).broadcast_binary", self._group.broadcast_binary, data, sender
+            "group(...).broadcast_binary",
+            functools.partial(self._group.broadcast_binary, confirm=confirm),
+            data,
+            sender,
         )
 
     def __repr__(self) -> str:

@@ -66,6 +66,20 @@ class AetherLayer(BaseChannelLayer):
     async def group_members(self, group: str) -> set[str]:
         raise NotImplementedError
 
+    def confirm_window(self, confirm: bool | float) -> float | None:
+        """Seconds a confirmed broadcast waits at most (None: not confirmed). True
+        waits `delivery_timeout` and one second more, for the answers to travel."""
+        if confirm is False:
+            return None
+        if confirm is True:
+            return self.sessions.timeout + 1.0
+        if isinstance(confirm, int | float) and confirm > 0:
+            return float(confirm)
+        raise TypeError(
+            f"confirm must be True, False or a positive number of seconds, "
+            f"got {confirm!r}"
+        )
+
 
 def is_aether_layer(layer: Any) -> bool:
     """Whether `layer` is one of ours: it counts deliveries, lists members and

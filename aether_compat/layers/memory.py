@@ -144,9 +144,13 @@ class InMemoryChannelLayer(AetherLayer):
         with self._lock:
             self._leave(group, channel)
 
-    async def group_send(self, group: str, message: dict[str, Any]) -> SendResult:
-        """Deliver to every member; members at capacity are counted, never skipped."""
+    async def group_send(
+        self, group: str, message: dict[str, Any], *, confirm: bool | float = False
+    ) -> SendResult:
+        """Deliver to every member; members at capacity are counted, never skipped.
+        Every count here is confirmed already: `confirm` is checked, not needed."""
         self._members_of(group)
+        self.confirm_window(confirm)
         payload = codec.encode(message)
         now = time.monotonic()
         with self._lock:

@@ -7,9 +7,9 @@ from .scripts import HELPERS, Script
 
 _DELIVER_PROC = """
 -- Deliver a group message to one process box, leaving out the members in `skip`
--- ("<box> <token>": sessions the sender serves itself). Returns sent, code, tokens
--- where code is 'e' (no members left here), 'g' (process gone: tokens failed) or
--- 'f' (tokens were full).
+-- ("<box> <token>": sessions the sender serves itself). Returns sent, code, tokens,
+-- stored where code is 'e' (no members left here), 'g' (process gone: tokens
+-- failed) or 'f' (tokens were full), and stored the tokens it was stored for.
 local function deliver_proc(base, group, cutoff, cap, usecaps, head, payload,
                             ttl, cttl, skip)
   local members = base .. 'm:' .. group
@@ -20,13 +20,14 @@ local function deliver_proc(base, group, cutoff, cap, usecaps, head, payload,
     if not skip[box .. ' ' .. t] then tokens[#tokens + 1] = t end
   end
   if #tokens == 0 then
-    if redis.call('EXISTS', members) == 0 then return 0, 'e', tokens end
-    return 0, 'f', tokens
+    if redis.call('EXISTS', members) == 0 then return 0, 'e', tokens, '' end
+    return 0, 'f', tokens, ''
   end
-  if redis.call('EXISTS', base .. 'l') == 0 then return 0, 'g', tokens end
+  if redis.call('EXISTS', base .. 'l') == 0 then return 0, 'g', tokens, '' end
   local full = {}
-  local sent = push_proc(base, tokens, cap, usecaps, head, payload, ttl, cttl, full)
-  return sent, 'f', full
+  local sent, stored = push_proc(base, tokens, cap, usecaps, head, payload, ttl,
+                                 cttl, full)
+  return sent, 'f', full, stored
 end
 """
 
@@ -41,41 +42,45 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 
 _DELIVER_ARGS = """
 local cap, usecaps = tonumber(ARGV[4]), ARGV[5] == '1'
-local head, payload, ttl, cttl = ARGV[6] .. '\\n', ARGV[7], ARGV[8], ARGV[9]
+local head, payload, ttl, cttl = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local confirm = string.find(head, '@', 1, true) ~= nil
 local skip = {}
 for i = 10, #ARGV do skip[ARGV[i]] = true end
 """
 
 # KEYS: inbox of a process box. ARGV: base, group, cutoff, capacity, usecaps,
-# deadline, payload, ttl, cttl, skipped tokens... Returns {sent, code, tokens...}.
+# head ("<deadline>\n", with "@<reply> " after it to ask for confirmation),
+# payload, ttl, cttl, skipped tokens... Returns {sent, code, stored, tokens...}.
 DELIVER_PROC = Script(
     "deliver_proc",
     HELPERS
     + _DELIVER_PROC
     + _DELIVER_ARGS
     + """
-local sent, code, tokens = deliver_proc(ARGV[1], ARGV[2], ARGV[3], cap, usecaps,
-                                        head, payload, ttl, cttl, skip)
-local out = {sent, code}
+local sent, code, tokens, stored = deliver_proc(ARGV[1], ARGV[2], ARGV[3], cap,
+                                                usecaps, head, payload, ttl, cttl,
+                                                skip)
+local out = {sent, code, stored}
 for _, t in ipairs(tokens) do out[#out + 1] = t end
 return out
 """,
 )
 
-# KEYS: a plain channel's list. ARGV: base, capacity, usecaps, now, deadline,
-# payload, ttl. Returns 1 queued, 0 full.
+# KEYS: a plain channel's list. ARGV: base, capacity, usecaps, now, head (as
+# DELIVER_PROC), payload, ttl. Returns 1 queued, 0 full.
 DELIVER_PLAIN = Script(
     "deliver_plain",
     HELPERS
     + """
 return push_plain(ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1', tonumber(ARGV[4]),
-                  ARGV[5] .. '\\n\\n' .. ARGV[6], ARGV[7])
+                  ARGV[5] .. '\\n' .. ARGV[6], ARGV[7])
 """,
 )
 
 # One server only. KEYS: group's box set. ARGV: prefix, group, cutoff, capacity,
-# usecaps, deadline, payload, ttl, cttl, skipped tokens..., then (as ARGV[#ARGV])
-# now. Returns {sent, box, code, token, ...} with one triple per failed member.
+# usecaps, head (as DELIVER_PROC), payload, ttl, cttl, skipped tokens..., then (as
+# ARGV[#ARGV]) now. Returns {sent, box, code, token, ...}: a triple per failed
+# member and, when asked to confirm, (box, 'c', "token token ...") per box stored.
 GROUP_SEND = Script(
     "group_send",
     HELPERS
@@ -98,12 +103,16 @@ for _, box in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
       out[#out + 1] = box; out[#out + 1] = 'f'; out[#out + 1] = ''
     end
   else
-    local sent, code, tokens = deliver_proc(base, group, cutoff, cap, usecaps,
-                                            head, payload, ttl, cttl, skip)
+    local sent, code, tokens, stored = deliver_proc(base, group, cutoff, cap,
+                                                    usecaps, head, payload, ttl,
+                                                    cttl, skip)
     out[1] = out[1] + sent
     if code ~= 'f' then redis.call('ZREM', KEYS[1], box) end
     for _, t in ipairs(tokens) do
       out[#out + 1] = box; out[#out + 1] = code; out[#out + 1] = t
+    end
+    if confirm and sent > 0 then
+      out[#out + 1] = box; out[#out + 1] = 'c'; out[#out + 1] = stored
     end
   end
 end

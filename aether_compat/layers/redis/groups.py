@@ -12,6 +12,7 @@ from typing import Any
 from ...errors import ChannelFull, MemberUnreachable
 from ...results import SendResult
 from ...sessions import Session
+from .confirm import Request, collect
 from .connections import command, script
 from .group_scripts import (
     DELIVER_PLAIN,
@@ -23,6 +24,9 @@ from .group_scripts import (
 )
 from .keys import box_base, channel_name, group_key, group_tag, route
 from .util import REDIS_FAILURES, Parts, logger, now_ms
+
+Sent = tuple[int, list[BaseException], dict[str, list[str]]]
+"""What a delivery script reports: sent, failures, and box -> tokens stored."""
 
 GONE = "its process stopped announcing itself (crashed or cut off from Redis)"
 
@@ -81,19 +85,35 @@ class Groups:
         except REDIS_FAILURES as exc:  # its messages expire; then it leaves
             self.stats.redis_error(exc)
 
-    async def send(self, group: str, payload: bytes, skip: list[str]) -> SendResult:
+    async def send(
+        self,
+        group: str,
+        payload: bytes,
+        skip: list[str],
+        confirm: Request | None = None,
+    ) -> SendResult:
         """Store `payload` for every member but the `skip`ped ones; full members
-        and members of gone processes are counted failures. Never raises for
-        Redis errors: they are a failure naming the group."""
+        and members of gone processes are counted failures. With `confirm`, a
+        member counts as sent only once its process said it handed it on. Never
+        raises for Redis errors: they are a failure naming the group."""
         data = self._seal.seal(payload)
+        mark = confirm.mark if confirm else ""
         try:
             if self._connections.one_server:
-                return await self._send_one_server(group, data, skip)
-            return await self._send_sharded(group, data, skip)
+                sent, errors, stored = await self._send_one_server(
+                    group, data, skip, mark
+                )
+            else:
+                sent, errors, stored = await self._send_sharded(group, data, skip, mark)
         except REDIS_FAILURES as exc:
             self.stats.redis_error(exc, failed_send=True)
             reason = f"Redis at {self._host_of(group)} failed: {exc!r}"
             return SendResult.of(0, [MemberUnreachable(group, reason)])
+        if confirm is not None and stored:
+            unconfirmed = await collect(self._connections, confirm, stored)
+            sent -= len(unconfirmed)
+            errors += unconfirmed
+        return SendResult.of(sent, errors)
 
     async def members(self, group: str) -> set[str]:
         """The members of `group` now: joined within `group_expiry`, in a process
@@ -143,31 +163,37 @@ class Groups:
     # Internals
 
     async def _send_one_server(
-        self, group: str, data: bytes, skip: list[str]
-    ) -> SendResult:
+        self, group: str, data: bytes, skip: list[str], mark: str
+    ) -> Sent:
         procs = group_key(self.prefix, group)
-        args = [self.prefix, group, *self._delivery_args(data), *skip, now_ms()]
+        args = [self.prefix, group, *self._delivery_args(data, mark), *skip, now_ms()]
         (flat,) = await self._connections.execute(
             [(group_tag(group), script(GROUP_SEND, [procs], args))]
         )
-        failures = [
-            (flat[i].decode(), flat[i + 1].decode(), flat[i + 2].decode())
-            for i in range(1, len(flat), 3)
-        ]
-        return SendResult.of(flat[0], [self._failure(*f) for f in failures])
+        errors: list[BaseException] = []
+        stored: dict[str, list[str]] = {}
+        for i in range(1, len(flat), 3):
+            box, code, token = (flat[i + j].decode() for j in range(3))
+            if code == "c":
+                stored[box] = token.split()
+            else:
+                errors.append(self._failure(box, code, token))
+        return flat[0], errors, stored
 
     async def _send_sharded(
-        self, group: str, data: bytes, skip: list[str]
-    ) -> SendResult:
+        self, group: str, data: bytes, skip: list[str], mark: str
+    ) -> Sent:
         procs = group_key(self.prefix, group)
         gtag = group_tag(group)
         (boxes,) = await self._connections.execute(
             [(gtag, script(GROUP_BOXES, [procs], [self._cutoff()]))]
         )
-        tagged = [self._delivery(box.decode(), group, data, skip) for box in boxes]
+        args = self._delivery_args(data, mark)
+        tagged = [self._delivery(box.decode(), group, args, skip) for box in boxes]
         tagged = [t for t in tagged if t is not None]
         results = await self._connections.execute_partial(tagged)
         sent, errors, purge = 0, [], []
+        stored: dict[str, list[str]] = {}
         for (box, _), result in zip(tagged, results, strict=True):
             if isinstance(result, Exception):
                 errors.append(MemberUnreachable(channel_name(box, None), repr(result)))
@@ -178,31 +204,35 @@ class Groups:
             else:
                 sent += result[0]
                 code = result[1].decode()
-                errors += [self._failure(box, code, t.decode()) for t in result[2:]]
+                errors += [self._failure(box, code, t.decode()) for t in result[3:]]
+                if mark and result[0]:
+                    stored[box] = result[2].decode().split()
                 if code != "f":
                     purge.append(box)
         if purge:
             await self._connections.execute([(gtag, command("ZREM", procs, *purge))])
-        return SendResult.of(sent, errors)
+        return sent, errors, stored
 
-    def _delivery(self, box: str, group: str, data: bytes, skip: list[str]) -> Any:
+    def _delivery(self, box: str, group: str, args: list[Any], skip: list[str]) -> Any:
         base = box_base(self.prefix, box)
-        cutoff, cap, usecaps, deadline, payload, ttl, cttl = self._delivery_args(data)
+        cutoff, cap, usecaps, head, payload, ttl, cttl = args
         if box.startswith("c."):
             if box in skip:
                 return None
-            args = [base, cap, usecaps, now_ms(), deadline, payload, ttl]
+            args = [base, cap, usecaps, now_ms(), head, payload, ttl]
             return (box, script(DELIVER_PLAIN, [base + "q"], args))
-        args = [base, group, cutoff, cap, usecaps, deadline, payload, ttl, cttl, *skip]
+        args = [base, group, cutoff, cap, usecaps, head, payload, ttl, cttl, *skip]
         return (box, script(DELIVER_PROC, [base + "q"], args))
 
-    def _delivery_args(self, data: bytes) -> list[Any]:
+    def _delivery_args(self, data: bytes, mark: str) -> list[Any]:
+        """Arguments every delivery script takes; the head is the start of the
+        stored item: its deadline, and the confirmation mark if any."""
         rules = self.rules
         return [
             self._cutoff(),
             rules.capacity,
             1 if rules.per_channel else 0,
-            now_ms() + rules.expiry_ms,
+            f"{now_ms() + rules.expiry_ms}\n{mark}",
             data,
             rules.expiry_ms,
             rules.counts_ttl_ms,

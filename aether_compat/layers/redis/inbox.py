@@ -11,7 +11,8 @@ import threading
 from collections.abc import Awaitable
 from typing import Any
 
-from ...sessions import Session
+from ...sessions import Outcome, Session
+from .confirm import Failure, answer, answer_commands, split_mark
 from .connections import Command, script
 from .groups import Groups
 from .keys import channel_name, decode_item
@@ -28,6 +29,8 @@ from .util import (
 )
 
 _JOBS = ("pump", "heartbeat", "sweeper")
+_NOT_TAKEN = "it expired, or could not be opened, before its process took it"
+_TOO_SLOW = "its sender did not return before the confirmation deadline"
 
 
 class Inbox:
@@ -165,43 +168,85 @@ class Inbox:
         now = now_ms()
         running = asyncio.get_running_loop()
         for item in items:
-            try:
-                deadline, tokens, data = decode_item(item)
-            except ValueError:  # not written by this layer: skip, do not crash
-                logger.error("skipped a malformed item in %s: %r", self.base, item[:80])
-                continue
-            payload = self._seal.open(data) if deadline >= now else None
-            if payload is None:
-                for token in tokens:
-                    self.local.ack(token)
-                continue
+            self._deliver_item(item, now, running)
+        if self.local.acks:
+            self.flush_acks_soon()
+
+    def _deliver_item(
+        self, item: bytes, now: int, running: asyncio.AbstractEventLoop
+    ) -> None:
+        try:
+            deadline, tokens, data = decode_item(item)
+        except ValueError:  # not written by this layer: skip, do not crash
+            logger.error("skipped a malformed item in %s: %r", self.base, item[:80])
+            return
+        reply_id, by_ms, tokens = split_mark(tokens)
+        payload = self._seal.open(data) if deadline >= now else None
+        failures: list[Failure] = []
+        pending: dict[asyncio.Future[Any], str] = {}
+        if payload is None:
+            for token in tokens:
+                self.local.ack(token)
+                failures.append((token, "x", _NOT_TAKEN))
+        else:
             targets = []
             for token in tokens:
                 name = channel_name(self.box, token)
                 session = self._sessions.get(name) if len(self._sessions) else None
                 if session is None:
                     targets.append((name, token))
-                else:
-                    self.local.ack(token)
-                    self._hand_to(session, payload, running)
+                    continue
+                self.local.ack(token)
+                outcome = self._hand_to(session, payload, running)
+                if isinstance(outcome, asyncio.Future):
+                    pending[outcome] = token
+                elif outcome is not None:
+                    failures.append((token, "s", repr(outcome.__cause__ or outcome)))
             if targets:
                 self.local.put(deadline, targets, payload)
-        if self.local.acks:
-            self.flush_acks_soon()
+        if reply_id is not None:
+            self.own(self._answer(reply_id, by_ms, failures, pending))
 
     def _hand_to(
         self, session: Session, payload: bytes, running: asyncio.AbstractEventLoop
-    ) -> None:
+    ) -> Outcome:
         outcome = self._sessions.start(session, payload, running)
         if isinstance(outcome, asyncio.Future):
             outcome.add_done_callback(lambda done: self._settled(done.result()))
         else:
             self._settled(outcome)
+        return outcome
 
     def _settled(self, failure: BaseException | None) -> None:
         if failure is not None:
             self.stats.session_failures += 1
             logger.warning("%s", failure)
+
+    async def _answer(
+        self,
+        reply_id: str,
+        by_ms: int,
+        failures: list[Failure],
+        pending: dict[asyncio.Future[Any], str],
+    ) -> None:
+        """Tell a confirming broadcaster what this process could not hand on; its
+        sessions still busy get until shortly before the broadcaster stops waiting."""
+        if pending:
+            left_ms = by_ms - now_ms()
+            wait = max(0.0, (left_ms - max(50, left_ms // 5)) / 1000)
+            done, late = await asyncio.wait(pending, timeout=wait)
+            for future in done:
+                if (failure := future.result()) is not None:
+                    why = repr(failure.__cause__ or failure)
+                    failures.append((pending[future], "s", why))
+            failures += [(pending[future], "s", _TOO_SLOW) for future in late]
+        data = answer(self.box, failures)
+        try:
+            await self._connections.execute(
+                answer_commands(self._presence.prefix, reply_id, data)
+            )
+        except REDIS_FAILURES as exc:  # the broadcaster counts us as silent
+            self.stats.redis_error(exc)
 
 
 def format_acks(acks: dict[str, int]) -> str:

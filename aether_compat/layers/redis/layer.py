@@ -19,6 +19,7 @@ from ...results import SendResult
 from .. import codec
 from ..base import AetherLayer
 from .config import BLOCK_SECONDS, HostSpec, Rules, Seal, check_settings, parse_hosts
+from .confirm import Request
 from .connections import Connections, run_batch, script
 from .groups import GONE, Groups
 from .inbox import Inbox, format_acks
@@ -196,16 +197,30 @@ class RedisChannelLayer(AetherLayer):
         self.require_valid_channel_name(channel)
         await self._groups.discard(group, channel)
 
-    async def group_send(self, group: str, message: dict[str, Any]) -> SendResult:
+    async def group_send(
+        self, group: str, message: dict[str, Any], *, confirm: bool | float = False
+    ) -> SendResult:
         """Deliver to every member; full members and members of gone processes are
-        counted failures, each with its exception. Never raises for Redis errors."""
+        counted failures, each with its exception. Never raises for Redis errors.
+
+        With `confirm` (True, or a deadline in seconds), a member in another
+        process counts as sent only once that process said it handed the message
+        on; members of a process that stays silent past the deadline fail."""
         self.require_valid_group_name(group)
         payload = codec.encode(message)
+        window = self.confirm_window(confirm)
         skip, session_calls = self._groups.local_sessions(group)
-        result = await self._groups.send(group, payload, skip)
-        if session_calls:
-            result += await self.sessions.deliver(session_calls, payload)
-        return result
+        if window is None:
+            result = await self._groups.send(group, payload, skip)
+            if session_calls:
+                result += await self.sessions.deliver(session_calls, payload)
+            return result
+        request = Request.within(self.prefix, window)
+        remote, local = await asyncio.gather(
+            self._groups.send(group, payload, skip, request),
+            self.sessions.deliver(session_calls, payload),
+        )
+        return remote + local
 
     async def group_members(self, group: str) -> set[str]:
         """The members of `group` now: joined within `group_expiry`, in a process

@@ -48,8 +48,8 @@ local function push_plain(base, cap, usecaps, now, item, ttl)
 end
 
 -- One stored item for every token of a process box that has room; full tokens are
--- appended to `full`. Returns how many tokens the item was stored for. Counts are
--- read and written with one HMGET and one HSET, whatever the number of tokens.
+-- appended to `full`. Returns how many tokens the item was stored for, and them.
+-- Counts are read and written with one HMGET and one HSET, whatever their number.
 -- HMGET / HSET over lists of any length (unpack is limited to a few thousand).
 local function hmget(key, fields)
   local out = {}
@@ -83,13 +83,14 @@ local function push_proc(base, tokens, cap, usecaps, head, payload, ttl, cttl, f
       updates[#updates + 1] = n + 1
     end
   end
+  local stored = table.concat(ok, ' ')
   if #ok > 0 then
     hset(counts, updates)
-    redis.call('RPUSH', base .. 'q', head .. table.concat(ok, ' ') .. '\\n' .. payload)
+    redis.call('RPUSH', base .. 'q', head .. stored .. '\\n' .. payload)
     redis.call('PEXPIRE', base .. 'q', ttl)
     redis.call('PEXPIRE', counts, cttl)
   end
-  return #ok
+  return #ok, stored
 end
 
 -- Take back counts of messages received or expired: `acks` is one string of
