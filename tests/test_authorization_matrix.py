@@ -20,10 +20,15 @@ import pytest
 
 from aether_compat.facade import ChannelsFacade
 from aether_compat.layers import RedisChannelLayer
-from tests.light_client import HandshakeRefused, LightClient
-from tests.redis_servers import redis_server
-from tests.reliability_support import record_figures
-from tests.servers import Browser, DaphneServer, daphne_servers, prepare_database
+from tests.support.light_client import HandshakeRefused, LightClient
+from tests.support.redis_servers import redis_server
+from tests.support.reliability import record_figures
+from tests.support.servers import (
+    Browser,
+    DaphneServer,
+    daphne_servers,
+    prepare_database,
+)
 
 pytestmark = [pytest.mark.reliability, pytest.mark.e2e, pytest.mark.redis]
 

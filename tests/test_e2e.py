@@ -12,8 +12,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from aether_compat import ChannelMessage
 from aether_compat.messages import now_ms
-from tests.redis_servers import redis_server
-from tests.servers import Browser, daphne_server
+from tests.support.redis_servers import redis_server
+from tests.support.servers import Browser, daphne_server
 from tests.test_protocol import BAD_FRAMES
 
 pytestmark = pytest.mark.e2e

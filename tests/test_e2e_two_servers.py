@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from tests.redis_servers import redis_server
-from tests.servers import ROOT, Browser, daphne_server, prepare_database, project_env
+from testing_support.daphne import ROOT, project_env
+from tests.support.redis_servers import redis_server
+from tests.support.servers import Browser, daphne_server, prepare_database
 from tests.test_e2e import command, next_message, open_ws
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
