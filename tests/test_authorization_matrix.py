@@ -13,7 +13,6 @@ on its next connection.
 
 import asyncio
 import json
-import re
 from dataclasses import dataclass
 
 import pytest
@@ -70,16 +69,12 @@ def deployment(request, tmp_path_factory):
         ) as servers,
     ):
         logins = {n: Browser(servers[0].url).login(n) for n in USERS[1:]}
-        pks = {n: _pk(browser) for n, browser in logins.items()}
+        pks = {n: browser.pk() for n, browser in logins.items()}
         facade = ChannelsFacade()
         layer = RedisChannelLayer(hosts=[redis.url])
         facade.configure(layer)
         yield Deployment(servers, facade, logins, pks, rooms == "1")
         asyncio.run(layer.close())  # its connections belong to each test's loop
-
-
-def _pk(browser: Browser) -> int:
-    return int(re.search(r"user:(\d+)", browser.get("/notifications/")).group(1))
 
 
 def group_of(deployment: Deployment, name: str, kind: str) -> str:

@@ -8,9 +8,9 @@ import sys
 import pytest
 
 from testing_support.daphne import ROOT, project_env
+from tests.support.e2e_ws import command, next_message, open_ws
 from tests.support.redis_servers import redis_server
 from tests.support.servers import Browser, daphne_server, prepare_database
-from tests.test_e2e import command, next_message, open_ws
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 

@@ -5,6 +5,7 @@ and a logged-in HTTP session (`Browser`). One server process:
 
 import contextlib
 import http.cookiejar
+import re
 import subprocess
 import sys
 import tempfile
@@ -84,6 +85,10 @@ class Browser:
 
     def logout(self) -> None:
         self.post("/logout/", {})
+
+    def pk(self) -> int:
+        """The logged-in user's primary key, as the notifications page shows it."""
+        return int(re.search(r"user:(\d+)", self.get("/notifications/")).group(1))
 
     def ws_headers(self) -> dict[str, str]:
         """Headers a page of this site would send when opening a WebSocket."""
