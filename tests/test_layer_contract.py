@@ -5,6 +5,7 @@ module through the parametrised `layer` fixture.
 """
 
 import asyncio
+import inspect
 import random
 import re
 import threading
@@ -479,7 +480,20 @@ async def test_flush_empties_messages_and_groups(layer):
 
 
 async def test_close_is_available(layer):
-    """§10.48: close() exists and can be awaited (Channels' test fixture calls it)."""
+    """§10.48: close() exists and can be awaited (Channels' test fixture calls it).
+    It releases what the layer holds for this loop (a Redis layer's connections and
+    tasks) without ending the layer: closing twice is fine, and the next call works,
+    opening what it needs again."""
+    assert inspect.iscoroutinefunction(layer.close)
+    assert await layer.close() is None
+    await layer.close()
+    await layer.send("chan", {"type": "after-close"})
+    assert (await receive(layer, "chan")) == {"type": "after-close"}
+    channel = await layer.new_channel()
+    await layer.group_add("g", channel)
+    assert await layer.group_send("g", {"type": "group"}) == SendResult(1, 0, ())
+    assert (await receive(layer, channel)) == {"type": "group"}
+    assert await layer.group_members("g") == {channel}
     await layer.close()
 
 
