@@ -37,6 +37,11 @@ def local_waiters(local: Any, channel: str) -> int:
     return pending(local._waiters.get(channel))
 
 
+def waiting_channels(local: Any) -> set[str]:
+    """The names a Redis layer's `LocalChannels` keeps waiter lists for."""
+    return set(local._waiters)
+
+
 def visible_waiters(layer: Any, channel: str) -> int:
     """Readers of `channel` parked where this process can see them."""
     if isinstance(layer, InMemoryChannelLayer):
