@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:  # run as `python bench/e2e_bench.py` from the roo
 
 from bench.ratios import Report, Row, Samples, Target, render_table, write_json  # noqa: E402
 from bench.ws_client import RawClient  # noqa: E402
-from tests.servers import DaphneServer  # noqa: E402
+from testing_support.daphne import DaphneServer  # noqa: E402
 
 CONTESTANTS = {
     "ours": ("ours", "/ws/ours/"),

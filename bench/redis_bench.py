@@ -46,7 +46,7 @@ from bench.redis_bench_parts import (  # noqa: E402
     parked_channel_bytes,
     two_process_fanout,
 )
-from tests.redis_servers import RedisProcess  # noqa: E402
+from testing_support.redis_process import RedisProcess  # noqa: E402
 
 
 async def round_trip(kind: str, url: str, seconds: float) -> float:

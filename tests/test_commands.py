@@ -16,8 +16,8 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from aether_compat import Channels
-from tests.conftest import REDIS_URL
-from tests.facade_support import receive
+from tests.support.facade import receive
+from tests.support.layers import REDIS_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_PROCESS_NOTE = "lives inside one process"

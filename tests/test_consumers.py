@@ -14,8 +14,8 @@ from aether_compat import ChannelMessage, Channels
 from aether_compat.consumers import AetherConsumer
 from aether_compat.outbound import OutboundGauge
 from aether_compat.permissions import is_authenticated
-from tests.facade_support import as_default_layer
-from tests.test_protocol import BAD_FRAMES
+from tests.support.bad_frames import BAD_FRAMES
+from tests.support.facade import as_default_layer
 
 ALICE = User(pk=1, username="alice")
 BOB = User(pk=2, username="bob")

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from aether_compat import Channels, SessionSendFailed
-from tests.conftest import build_layer
+from tests.support.layers import build_layer
 
 DEADLINE = 0.5
 

@@ -4,21 +4,26 @@ through a private redis-server), real WebSocket clients, real logins."""
 import asyncio
 import contextlib
 import json
-import re
 
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from aether_compat import ChannelMessage
 from aether_compat.messages import now_ms
-from tests.redis_servers import redis_server
-from tests.servers import Browser, daphne_server
-from tests.test_protocol import BAD_FRAMES
+from tests.support.bad_frames import BAD_FRAMES
+from tests.support.e2e_ws import (
+    WAIT,
+    close_code,
+    command,
+    next_message,
+    open_ws,
+    reply,
+)
+from tests.support.redis_servers import redis_server
+from tests.support.reliability import rss_bytes
+from tests.support.servers import Browser, daphne_server
 
 pytestmark = pytest.mark.e2e
-
-WAIT = 5
 
 
 @pytest.fixture(
@@ -45,56 +50,8 @@ def no_new_tracebacks(server):
 
 @pytest.fixture(scope="module")
 def logins(server):
-    """A logged-in HTTP session per demo user, plus their primary keys."""
-    sessions = {name: Browser(server.url).login(name) for name in ("alice", "bob")}
-    sessions["staff"] = Browser(server.url).login("staff")
-    sessions["anonymous"] = Browser(server.url)
-    Browser(server.url).get("/chat/lobby/")  # the dashboard lists known rooms
-    return sessions
-
-
-def pk_of(browser):
-    return int(re.search(r"user:(\d+)", browser.get("/notifications/")).group(1))
-
-
-async def open_ws(server, browser=None, path="/ws/realtime/", **headers):
-    """A client that buffers what it has not read yet (so sockets a test keeps open
-    but does not read still close promptly)."""
-    base = browser.ws_headers() if browser else {"Origin": server.url}
-    return await websockets.connect(
-        server.ws_url + path,
-        additional_headers={**base, **headers},
-        open_timeout=WAIT,
-        max_queue=None,
-    )
-
-
-async def command(ws, action, group, message=None):
-    frame = {"action": action, "group": group}
-    if message is not None:
-        frame["message"] = message
-    await ws.send(json.dumps(frame))
-
-
-async def next_message(ws):
-    async with asyncio.timeout(WAIT):
-        return ChannelMessage.from_json(await ws.recv())
-
-
-async def reply(ws):
-    message = await next_message(ws)
-    assert message.type.startswith("aether."), message
-    return message.type, json.loads(message.payload)
-
-
-async def close_code(ws):
-    """Wait for the server to close `ws`; return the close code it sent."""
-    async with asyncio.timeout(WAIT):
-        try:
-            while True:
-                await ws.recv()
-        except ConnectionClosed as closed:
-            return closed.rcvd.code if closed.rcvd else None
+    """A logged-in HTTP session per demo user."""
+    return {name: Browser(server.url).login(name) for name in ("alice", "bob", "staff")}
 
 
 async def member_counts(dashboard):
@@ -130,7 +87,7 @@ async def test_two_users_chat_with_sender_and_counts(server, logins):
 
 
 async def test_cross_user_join_is_refused_and_absent(server, logins):
-    bob_pk = pk_of(logins["bob"])
+    bob_pk = logins["bob"].pk()
     dashboard = await open_ws(server, logins["staff"], "/ws/dashboard/")
     bob = await open_ws(server, logins["bob"])  # joins user:<bob> on connect
     alice = await open_ws(server, logins["alice"])
@@ -222,7 +179,7 @@ async def test_another_origin_cannot_open_the_socket(server, logins):
 
 async def test_a_logged_out_session_loses_access_on_its_next_connection(server):
     browser = Browser(server.url).login("bob")
-    pk = pk_of(browser)
+    pk = browser.pk()
     old_headers = browser.ws_headers()
     ws = await open_ws(server, browser)
     await command(ws, "join", f"user:{pk}")
@@ -237,84 +194,7 @@ async def test_a_logged_out_session_loses_access_on_its_next_connection(server):
     await again.close()
 
 
-# The authorization matrix through daphne: users x groups x actions
-
-USERS = ("anonymous", "alice", "bob", "staff")
-ACTIONS = ("join", "leave", "send")
-REPLIES = {"join": "aether.joined", "leave": "aether.left", "send": "aether.sent"}
-
-
-def matrix_groups(pks, name):
-    own = f"user:{pks[name]}" if name in pks else None
-    other = f"user:{pks['bob']}" if name != "bob" else f"user:{pks['alice']}"
-    return {
-        "own": own,
-        "other": other,
-        "room": "room:lobby",
-        "dashboard": "dashboard:staff",
-    }
-
-
-def expected(name, kind):
-    return {
-        "own": name != "anonymous",
-        "other": False,
-        "room": True,  # the demo allows anonymous rooms
-        "dashboard": name == "staff",
-    }[kind]
-
-
-async def test_authorization_matrix_through_daphne(server, logins):
-    pks = {name: pk_of(logins[name]) for name in ("alice", "bob", "staff")}
-    dashboard = await open_ws(server, logins["staff"], "/ws/dashboard/")
-    baseline = await member_counts(dashboard)
-    sockets, joined = [], {}
-    for name in USERS:
-        for kind, group in matrix_groups(pks, name).items():
-            if group is None:
-                continue
-            for action in ACTIONS:
-                ws = await open_ws(server, logins[name], path="/ws/chat/matrix/")
-                await next_message(ws)  # chat.welcome
-                sockets.append(ws)
-                await command(ws, action, group, "hi" if action == "send" else None)
-                kind_of_reply, payload = await _skip_chat(ws)
-                where = f"{name} {action} {group}"
-                if expected(name, kind):
-                    assert kind_of_reply == REPLIES[action], where
-                    if action == "join":
-                        joined[group] = joined.get(group, 0) + 1
-                else:
-                    assert (kind_of_reply, payload.get("code")) == (
-                        "aether.error",
-                        "not_allowed",
-                    ), where
-    counts = await member_counts(dashboard)
-    for group in (
-        "room:lobby",
-        "dashboard:staff",
-        *(f"user:{pk}" for pk in pks.values()),
-    ):
-        assert counts[group] == baseline[group] + joined.get(group, 0), group
-    for ws in [*sockets, dashboard]:
-        await ws.close()
-
-
-async def _skip_chat(ws):
-    """The next reply, skipping the presence and chat traffic of the matrix room."""
-    while True:
-        message = await next_message(ws)
-        if message.type.startswith("aether."):
-            return message.type, json.loads(message.payload)
-
-
 # A client that stops reading (needs a layer the test process can broadcast into)
-
-
-def rss_bytes(pid):
-    with open(f"/proc/{pid}/status") as status:
-        line = next(line for line in status if line.startswith("VmRSS:"))
-    return int(line.split()[1]) * 1024
 
 
 @pytest.mark.redis

@@ -7,9 +7,10 @@ import sys
 
 import pytest
 
-from tests.redis_servers import redis_server
-from tests.servers import ROOT, Browser, daphne_server, prepare_database, project_env
-from tests.test_e2e import command, next_message, open_ws
+from testing_support.daphne import ROOT, project_env
+from tests.support.e2e_ws import command, next_message, open_ws
+from tests.support.redis_servers import redis_server
+from tests.support.servers import Browser, daphne_server, prepare_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 

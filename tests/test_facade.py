@@ -19,7 +19,7 @@ from aether_compat import (
     SessionSendFailed,
 )
 from aether_compat.layers import InMemoryChannelLayer
-from tests.facade_support import Inbox, as_default_layer, receive
+from tests.support.facade import Inbox, as_default_layer, receive
 
 
 async def members(layer, group, count):

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from aether_compat import Channels, SendResult
 from aether_compat.layers import InMemoryChannelLayer
 from aether_compat.names import STOCK_MARKER, caller_group_name, stock_group_name
-from tests.conftest import REDIS_URL
-from tests.facade_support import assert_nothing, receive
+from tests.support.facade import assert_nothing, receive
+from tests.support.layers import REDIS_URL
 
 NOT_COUNTED = SendResult(0, 0, ())
 

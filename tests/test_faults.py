@@ -17,7 +17,7 @@ import pytest
 from aether_compat.errors import AetherError
 from aether_compat.layers import RedisChannelLayer
 from aether_compat.layers.redis.config import COMMAND_TIMEOUT
-from tests.fault_stage import (
+from tests.support.fault_stage import (
     ROOM,
     deliver_marker,
     delivery_figures,
@@ -27,11 +27,11 @@ from tests.fault_stage import (
     stage,
     timed_reply,
 )
-from tests.light_client import LightClient
-from tests.redis_servers import redis_server
-from tests.reliability_support import paced_broadcasts, record_figures
-from tests.servers import prepare_database
-from tests.tcp_proxy import tcp_proxy
+from tests.support.light_client import LightClient
+from tests.support.redis_servers import redis_server
+from tests.support.reliability import paced_broadcasts, record_figures
+from tests.support.servers import prepare_database
+from tests.support.tcp_proxy import tcp_proxy
 
 pytestmark = [
     pytest.mark.reliability,

@@ -25,9 +25,8 @@ from aether_compat import CommandRejected
 from aether_compat.facade import ChannelsFacade
 from aether_compat.layers import InMemoryChannelLayer
 from aether_compat.protocol import parse_command
-from tests.conftest import build_layer
-from tests.facade_support import as_default_layer
-from tests.frame_model import (
+from tests.support.facade import as_default_layer
+from tests.support.frame_model import (
     ANY_TEXT,
     FRAMES_PER_PATH,
     FUZZ,
@@ -37,13 +36,14 @@ from tests.frame_model import (
     check_reply,
     frames_of,
 )
-from tests.light_client import HandshakeRefused, LightClient
-from tests.reliability_support import (
+from tests.support.layers import build_layer
+from tests.support.light_client import HandshakeRefused, LightClient
+from tests.support.reliability import (
     MemoryWatch,
     mib,
     record_figures,
 )
-from tests.servers import daphne_server
+from tests.support.servers import daphne_server
 
 NO_RATE_LIMIT = {"commands_per_second": 1e9, "command_burst": 10**9}
 

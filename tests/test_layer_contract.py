@@ -5,6 +5,7 @@ module through the parametrised `layer` fixture.
 """
 
 import asyncio
+import inspect
 import random
 import re
 import threading
@@ -15,6 +16,7 @@ from channels.exceptions import ChannelFull as ChannelsChannelFull
 
 from aether_compat import ChannelFull, SendResult
 from aether_compat.layers.base import AetherLayer
+from tests.support.parking import parking
 
 CHANNELS_NAME_RULE = (
     "name must be a valid unicode string with length < 100 containing only "
@@ -277,8 +279,9 @@ async def test_order_is_kept(layer):
 
 async def test_receive_blocks_until_a_message(layer):
     """§6.31: receive waits; a later send completes it."""
-    task = asyncio.create_task(receive(layer, "chan"))
-    await asyncio.sleep(0)
+    async with parking(layer, "chan") as parked:
+        task = asyncio.create_task(receive(layer, "chan"))
+        await parked()
     assert not task.done()
     await layer.send("chan", {"type": "late"})
     assert (await task) == {"type": "late"}
@@ -286,8 +289,9 @@ async def test_receive_blocks_until_a_message(layer):
 
 async def test_each_message_goes_to_exactly_one_reader(layer):
     """§6.32: two readers of one channel never both get the same message."""
-    readers = [asyncio.create_task(receive(layer, "shared")) for _ in range(2)]
-    await asyncio.sleep(0)
+    async with parking(layer, "shared") as parked:
+        readers = [asyncio.create_task(receive(layer, "shared")) for _ in range(2)]
+        await parked(2)
     await layer.send("shared", {"type": "x", "n": 1})
     await layer.send("shared", {"type": "x", "n": 2})
     got = sorted(m["n"] for m in await asyncio.gather(*readers))
@@ -297,9 +301,10 @@ async def test_each_message_goes_to_exactly_one_reader(layer):
 async def test_cancelled_reader_loses_nothing(layer):
     """§6.33: cancelling one of two waiting readers loses no message (the upstream
     in-memory layer orphans the queue here)."""
-    first = asyncio.create_task(layer.receive("chan"))
-    second = asyncio.create_task(layer.receive("chan"))
-    await asyncio.sleep(0.01)
+    async with parking(layer, "chan") as parked:
+        first = asyncio.create_task(layer.receive("chan"))
+        second = asyncio.create_task(layer.receive("chan"))
+        await parked(2)
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         await first
@@ -311,9 +316,10 @@ async def test_cancelled_reader_loses_nothing(layer):
 async def test_cancel_after_wakeup_passes_the_message_on(layer):
     """§6.33: a reader cancelled after it was woken, but before it ran, leaves the
     message for the next reader."""
-    first = asyncio.create_task(layer.receive("chan"))
-    second = asyncio.create_task(layer.receive("chan"))
-    await asyncio.sleep(0.01)
+    async with parking(layer, "chan") as parked:
+        first = asyncio.create_task(layer.receive("chan"))
+        second = asyncio.create_task(layer.receive("chan"))
+        await parked(2)
     await layer.send("chan", {"type": "x"})
     first.cancel()
     results = await asyncio.gather(first, second, return_exceptions=True)
@@ -325,8 +331,9 @@ async def test_cancel_after_wakeup_passes_the_message_on(layer):
 
 async def test_cancelled_lone_reader_leaves_message_for_next(layer):
     """§6.33: a message sent after the only reader was cancelled is still received."""
-    task = asyncio.create_task(layer.receive("chan"))
-    await asyncio.sleep(0.01)
+    async with parking(layer, "chan") as parked:
+        task = asyncio.create_task(layer.receive("chan"))
+        await parked()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -473,7 +480,20 @@ async def test_flush_empties_messages_and_groups(layer):
 
 
 async def test_close_is_available(layer):
-    """§10.48: close() exists and can be awaited (Channels' test fixture calls it)."""
+    """§10.48: close() exists and can be awaited (Channels' test fixture calls it).
+    It releases what the layer holds for this loop (a Redis layer's connections and
+    tasks) without ending the layer: closing twice is fine, and the next call works,
+    opening what it needs again."""
+    assert inspect.iscoroutinefunction(layer.close)
+    assert await layer.close() is None
+    await layer.close()
+    await layer.send("chan", {"type": "after-close"})
+    assert (await receive(layer, "chan")) == {"type": "after-close"}
+    channel = await layer.new_channel()
+    await layer.group_add("g", channel)
+    assert await layer.group_send("g", {"type": "group"}) == SendResult(1, 0, ())
+    assert (await receive(layer, channel)) == {"type": "group"}
+    assert await layer.group_members("g") == {channel}
     await layer.close()
 
 
@@ -512,14 +532,16 @@ def test_receive_in_one_loop_send_from_another_thread(make_layer):
         got.append(await receive(layer, "chan", within=5))
 
     thread = threading.Thread(target=async_to_sync(wait_for_it))
-    thread.start()
-    async_to_sync(_send_when_waiting)(layer, "chan")
+    async_to_sync(_send_when_waiting)(layer, "chan", thread)
     thread.join(10)
     assert got == [{"type": "x"}]
 
 
-async def _send_when_waiting(layer, channel):
-    await asyncio.sleep(0.2)  # let the other thread's loop start waiting
+async def _send_when_waiting(layer, channel, thread):
+    """Start `thread` (a reader on its own loop) and send once it is parked."""
+    async with parking(layer, channel) as parked:
+        thread.start()
+        await parked(within=5)
     await layer.send(channel, {"type": "x"})
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from aether_compat import ChannelFull, SendResult, SessionSendFailed
 from aether_compat.layers import InMemoryChannelLayer
+from tests.support.parking import until_parked
 
 
 async def receive(layer, channel, within=2):
@@ -123,7 +124,8 @@ async def test_state_is_released_when_readers_leave():
     tasks = [asyncio.create_task(layer.receive(c)) for c in channels]
     for channel in channels:
         await layer.group_add("g", channel)
-    await asyncio.sleep(0)
+    for channel in channels:
+        await until_parked(layer, channel)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -12,8 +12,8 @@ from aether_compat import ChannelFull, SendResult
 from aether_compat.errors import MemberUnreachable, SessionSendFailed
 from aether_compat.layers import RedisChannelLayer
 from aether_compat.layers.redis.config import parse_hosts, place
-from tests.conftest import REDIS_URL
-from tests.redis_servers import redis_server
+from tests.support.layers import REDIS_URL
+from tests.support.redis_servers import redis_server
 
 pytestmark = pytest.mark.redis
 

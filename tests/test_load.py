@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 import pytest
 
 from aether_compat.layers import RedisChannelLayer
-from tests.conftest import REDIS_URL
-from tests.light_client import LightClient, connect_many
-from tests.redis_servers import redis_server
-from tests.reliability_support import (
+from tests.support.layers import REDIS_URL
+from tests.support.light_client import LightClient, connect_many
+from tests.support.redis_servers import redis_server
+from tests.support.reliability import (
     cpu_seconds,
     mib,
     own_cpu_seconds,
@@ -33,7 +33,7 @@ from tests.reliability_support import (
     record_figures,
     rss_bytes,
 )
-from tests.servers import daphne_servers, prepare_database
+from tests.support.servers import daphne_servers, prepare_database
 
 pytestmark = [
     pytest.mark.reliability,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.servers import PASSWORD, daphne_server
+from tests.support.servers import PASSWORD, daphne_server
 
 pytestmark = pytest.mark.browser
 

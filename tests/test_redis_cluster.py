@@ -8,7 +8,7 @@ import pytest
 
 from aether_compat import SendResult
 from aether_compat.layers import RedisChannelLayer
-from tests.redis_servers import redis_cluster
+from tests.support.redis_servers import redis_cluster
 
 pytestmark = pytest.mark.redis
 

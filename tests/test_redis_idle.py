@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from aether_compat.layers import RedisChannelLayer
-from tests.conftest import REDIS_URL
+from tests.support.layers import REDIS_URL
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

@@ -11,7 +11,7 @@ import pytest
 from asgiref.sync import async_to_sync
 
 from aether_compat.layers import RedisChannelLayer
-from tests.conftest import REDIS_URL
+from tests.support.layers import REDIS_URL
 
 pytestmark = pytest.mark.redis
 

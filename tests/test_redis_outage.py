@@ -8,7 +8,7 @@ import pytest
 
 from aether_compat.errors import MemberUnreachable
 from aether_compat.layers import RedisChannelLayer
-from tests.redis_servers import RedisProcess
+from testing_support.redis_process import RedisProcess
 
 pytestmark = [pytest.mark.redis, pytest.mark.faults]
 

@@ -13,7 +13,7 @@ import pytest
 from aether_compat import ChannelFull, SendResult
 from aether_compat.errors import MemberUnreachable
 from aether_compat.layers import RedisChannelLayer
-from tests.conftest import REDIS_URL
+from tests.support.layers import REDIS_URL
 
 pytestmark = pytest.mark.redis
 

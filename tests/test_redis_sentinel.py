@@ -10,7 +10,7 @@ import pytest
 from aether_compat import SendResult
 from aether_compat.errors import MemberUnreachable
 from aether_compat.layers import RedisChannelLayer
-from tests.redis_servers import sentinel_setup
+from tests.support.redis_servers import sentinel_setup
 
 pytestmark = [pytest.mark.redis, pytest.mark.faults]
 

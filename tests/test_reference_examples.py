@@ -17,7 +17,7 @@ from django.urls import path
 
 from aether_compat import ChannelMessage, Channels, SendResult
 from aether_compat.layers import InMemoryChannelLayer
-from tests.facade_support import Inbox, as_default_layer, assert_nothing, receive
+from tests.support.facade import Inbox, as_default_layer, assert_nothing, receive
 
 
 async def sessions(layer, count):

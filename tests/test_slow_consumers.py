@@ -17,15 +17,15 @@ import time
 
 import pytest
 
-from tests.light_client import LightClient
-from tests.reliability_support import (
+from tests.support.light_client import LightClient
+from tests.support.reliability import (
     MemoryWatch,
     cpu_seconds,
     mib,
     own_cpu_seconds,
     record_figures,
 )
-from tests.servers import daphne_server
+from tests.support.servers import daphne_server
 
 pytestmark = [pytest.mark.reliability, pytest.mark.e2e]
 

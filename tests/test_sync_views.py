@@ -9,7 +9,7 @@ from asgiref.sync import async_to_sync
 from django.test import AsyncClient, Client
 
 from aether_compat import Channels, SendResult
-from tests.facade_support import Inbox, receive
+from tests.support.facade import Inbox, receive
 
 pytestmark = pytest.mark.urls("tests.urls_facade")
 

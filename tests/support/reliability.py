@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.light_client import LightClient
+from tests.support.light_client import LightClient
 
 FIGURES_ENV = "AETHER_RELIABILITY_FIGURES"
 

@@ -1,41 +1,23 @@
-"""Real daphne servers for end-to-end and browser tests: the demo project in a
-subprocess on a free loopback port (daphne binds port 0 and reports the port it
-got), with its own migrated SQLite database and demo users, stopped by pid."""
+"""The demo project behind real daphne servers for end-to-end and browser tests:
+its own migrated SQLite database with the demo users, one server or several on it,
+and a logged-in HTTP session (`Browser`). One server process:
+`testing_support.daphne`."""
 
 import contextlib
 import http.cookiejar
-import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-STARTUP_SECONDS = 30.0
+from testing_support.daphne import ROOT, STARTUP_SECONDS, DaphneServer, project_env
+
 PASSWORD = "e2e-password"
-_LISTENING = re.compile(r"Listening on TCP address 127\.0\.0\.1:(\d+)")
-
-
-def project_env(db_path: Path, **extra: str) -> dict[str, str]:
-    """The environment a demo process runs with: its own database, no Redis
-    unless `extra` names one."""
-    env = {key: value for key, value in os.environ.items() if key != "AETHER_REDIS_URL"}
-    env.update(
-        DJANGO_SETTINGS_MODULE="project.config.settings",
-        AETHER_DB_PATH=str(db_path),
-        PYTHONPATH=str(ROOT),
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(extra)
-    return env
 
 
 def prepare_database(db_path: Path) -> None:
@@ -50,95 +32,6 @@ def prepare_database(db_path: Path) -> None:
             capture_output=True,
             timeout=120,
         )
-
-
-class DaphneServer:
-    """`daphne <app>` (the demo by default) on 127.0.0.1 and a port of its choosing."""
-
-    def __init__(
-        self,
-        db_path: Path,
-        app: str = "project.config.asgi:application",
-        launcher: tuple[str, ...] = (sys.executable, "-m", "daphne"),
-        **env: str,
-    ) -> None:
-        self.app = app
-        self.launcher = launcher
-        self.env = project_env(db_path, **env)
-        self.port = 0
-        self.lines: list[str] = []
-        self._port_found = threading.Event()
-        self.process: subprocess.Popen[str] | None = None
-        self._reader: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def start(self) -> "DaphneServer":
-        command = [*self.launcher, "-b", "127.0.0.1", "-p", "0"]
-        self.process = subprocess.Popen(
-            [*command, self.app],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self._reader = threading.Thread(target=self._read_output, daemon=True)
-        self._reader.start()
-        if not self._port_found.wait(STARTUP_SECONDS):
-            self.stop()
-            raise TimeoutError(f"daphne did not report its port:\n{self.log}")
-        _wait_until_accepting(self.port, STARTUP_SECONDS)
-        return self
-
-    def _read_output(self) -> None:
-        if self.process is None or self.process.stdout is None:
-            return
-        for line in self.process.stdout:
-            self.lines.append(line)
-            match = _LISTENING.search(line)
-            if match and not self._port_found.is_set():
-                self.port = int(match.group(1))
-                self._port_found.set()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        if self._reader is not None:
-            self._reader.join(5)
-        if self.process is not None and self.process.stdout is not None:
-            self.process.stdout.close()
-
-    def tracebacks(self) -> list[str]:
-        """Lines of the server log that show an unhandled exception."""
-        return [line for line in self.lines if "Traceback" in line]
-
-
-def _wait_until_accepting(port: int, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 @contextlib.contextmanager
@@ -192,6 +85,10 @@ class Browser:
 
     def logout(self) -> None:
         self.post("/logout/", {})
+
+    def pk(self) -> int:
+        """The logged-in user's primary key, as the notifications page shows it."""
+        return int(re.search(r"user:(\d+)", self.get("/notifications/")).group(1))
 
     def ws_headers(self) -> dict[str, str]:
         """Headers a page of this site would send when opening a WebSocket."""

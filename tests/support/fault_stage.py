@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from aether_compat.facade import ChannelsFacade
 from aether_compat.layers import RedisChannelLayer
 from aether_compat.layers.redis.config import COMMAND_TIMEOUT
-from tests.light_client import LightClient
-from tests.reliability_support import Outcome, Tally
-from tests.servers import copy_database, daphne_servers
+from tests.support.light_client import LightClient
+from tests.support.reliability import Outcome, Tally
+from tests.support.servers import copy_database, daphne_servers
 
 ROOM = "room:faults"
 
