@@ -16,10 +16,9 @@ instead of through a queue and `receive()`. One session's trouble stays its own:
 import asyncio
 import concurrent.futures
 import contextlib
-import inspect
 import types
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from .errors import ChannelFull, MemberUnreachable, SessionSendFailed
@@ -27,9 +26,12 @@ from .results import SendResult
 
 Sender = Callable[[dict[str, Any]], Awaitable[Any]]
 Decode = Callable[[bytes], dict[str, Any]]
-Outcome = BaseException | None | asyncio.Future[BaseException | None]
+Outcome = BaseException | asyncio.Future[BaseException | None] | None
 """What starting a delivery gives back: `None` (taken), the failure, or a future
 on the caller's loop that resolves to one of those."""
+_DONE = object()  # next(steps, _DONE): the first step finished the sender. Unlike
+# send(), next() reports a plain return without raising StopIteration: it costs
+# about what an `await` does.
 
 
 class Session:
@@ -95,11 +97,25 @@ class SessionTable:
         """Deliver to each session and count the outcomes; returns within the
         deadline however the senders behave."""
         running = asyncio.get_running_loop()
+        decode = self.decode
         sent = 0
         errors: list[BaseException] = []
         pending: dict[asyncio.Future[Any], Session] = {}
         for session in sessions:
-            outcome = self.start(session, payload, running)
+            if session.loop is running and session.backlog is None:
+                # The common case, inline: a sender that returns without suspending.
+                try:
+                    steps = session.sender(decode(payload)).__await__()
+                    step = next(steps, _DONE)
+                except (Exception, asyncio.CancelledError) as exc:
+                    errors.append(SessionSendFailed(session.channel, exc))
+                    continue
+                if step is _DONE:
+                    sent += 1
+                    continue
+                outcome: Outcome = self._suspended(session, steps, step)
+            else:
+                outcome = self.start(session, payload, running)
             if outcome is None:
                 sent += 1
             elif isinstance(outcome, BaseException):
@@ -159,16 +175,23 @@ class SessionTable:
             backlog.append((payload, waiter))
             return waiter
         try:
-            coroutine = _coroutine_of(session.sender(self.decode(payload)))
-            step = coroutine.send(None)
-        except StopIteration:
-            return None
+            steps = session.sender(self.decode(payload)).__await__()
+            step = next(steps, _DONE)
         except (Exception, asyncio.CancelledError) as exc:
             return SessionSendFailed(session.channel, exc)
+        if step is _DONE:
+            return None
+        return self._suspended(session, steps, step)
+
+    def _suspended(
+        self, session: Session, steps: Generator[Any, Any, Any], step: Any
+    ) -> asyncio.Future[Any]:
+        """A sender suspended at its first step: finish it in a task of its own,
+        and queue the session's next deliveries behind it."""
         waiter = session.loop.create_future()
         backlog = session.backlog = deque()
         task = session.loop.create_task(
-            self._finish(session, backlog, _resume(coroutine, step), waiter)
+            self._finish(session, backlog, _resume(steps, step), waiter)
         )
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
@@ -215,20 +238,10 @@ class SessionTable:
         return SessionSendFailed(channel, error)
 
 
-def _coroutine_of(awaitable: Awaitable[Any]) -> Coroutine[Any, Any, Any]:
-    if inspect.iscoroutine(awaitable):
-        return awaitable
-
-    async def wait() -> Any:
-        return await awaitable
-
-    return wait()
-
-
 @types.coroutine
-def _resume(coroutine: Coroutine[Any, Any, Any], step: Any) -> Generator[Any, Any, Any]:
-    """Go on driving a coroutine whose first step already ran outside any task:
-    `yield from` for a coroutine that has been started."""
+def _resume(coroutine: Generator[Any, Any, Any], step: Any) -> Generator[Any, Any, Any]:
+    """Go on driving an awaitable whose first step already ran outside any task:
+    `yield from` for one that has been started."""
     while True:
         try:
             sent = yield step

@@ -91,10 +91,9 @@ class InMemoryChannelLayer(AetherLayer):
 
     async def receive(self, channel: str) -> dict[str, Any]:
         """Wait for the next message on `channel`; safe to cancel at any point."""
-        self._lookup(channel)
         while True:
             with self._lock:
-                ch = self._channels.get(channel) or self._open(channel)
+                ch = self._lookup(channel) or self._open(channel)
                 ch.read_at = now = time.monotonic()
                 messages = ch.messages
                 if messages and messages[0][0] < now:
