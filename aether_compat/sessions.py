@@ -54,6 +54,19 @@ class Session:
         self.backlog: deque[tuple[bytes, asyncio.Future[Any]]] | None = None
 
 
+class Started:
+    """What `start_many` did: deliveries done, failed, and still running."""
+
+    __slots__ = ("elsewhere", "errors", "index", "pending", "sent")
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.errors: list[BaseException] = []
+        self.pending: dict[asyncio.Future[Any], Session] = {}
+        self.elsewhere: list[Session] = []  # on another loop, or busy: one by one
+        self.index = 0  # the session the inline driver is at
+
+
 class SessionTable:
     """Maps channel names to their sessions in this process, and delivers to them."""
 
@@ -96,32 +109,8 @@ class SessionTable:
     async def deliver(self, sessions: list[Session], payload: bytes) -> SendResult:
         """Deliver to each session and count the outcomes; returns within the
         deadline however the senders behave."""
-        running = asyncio.get_running_loop()
-        decode = self.decode
-        sent = 0
-        errors: list[BaseException] = []
-        pending: dict[asyncio.Future[Any], Session] = {}
-        for session in sessions:
-            if session.loop is running and session.backlog is None:
-                # The common case, inline: a sender that returns without suspending.
-                try:
-                    steps = session.sender(decode(payload)).__await__()
-                    step = next(steps, _DONE)
-                except (Exception, asyncio.CancelledError) as exc:
-                    errors.append(SessionSendFailed(session.channel, exc))
-                    continue
-                if step is _DONE:
-                    sent += 1
-                    continue
-                outcome: Outcome = self._suspended(session, steps, step)
-            else:
-                outcome = self.start(session, payload, running)
-            if outcome is None:
-                sent += 1
-            elif isinstance(outcome, BaseException):
-                errors.append(outcome)
-            else:
-                pending[outcome] = session
+        started = self.start_many(sessions, payload, asyncio.get_running_loop())
+        sent, errors, pending = started.sent, started.errors, started.pending
         if pending:
             done, late = await asyncio.wait(pending, timeout=self.timeout)
             for future in done:
@@ -131,6 +120,72 @@ class SessionTable:
                     errors.append(failure)
             errors += [self._timed_out(pending[future].channel) for future in late]
         return SendResult.of(sent, errors)
+
+    def start_many(
+        self,
+        sessions: list[Session],
+        payload: bytes,
+        running: asyncio.AbstractEventLoop,
+    ) -> "Started":
+        """Start a delivery to each session; the ones still running are `pending`.
+
+        The senders living on `running` with nothing in flight are driven by one
+        generator whose `yield from` costs what an `await` does: when one of them
+        suspends, that generator goes on in a task of its own (finishing only that
+        sender) and a new one takes the rest."""
+        started = Started()
+        first = 0
+        while first < len(sessions):
+            stop = [False]
+            skipped = len(started.elsewhere)
+            driver = self._inline(sessions, first, payload, running, started, stop)
+            try:
+                step = next(driver, _DONE)
+            except (Exception, asyncio.CancelledError) as exc:
+                session = sessions[started.index]
+                started.errors.append(SessionSendFailed(session.channel, exc))
+            else:
+                if step is _DONE:
+                    started.index = len(sessions)
+                else:
+                    stop[0] = True  # resumed in its task, it ends after this sender
+                    session = sessions[started.index]
+                    started.pending[self._suspended(session, driver, step)] = session
+            # The driver counts nothing itself: all it passed returned normally.
+            skipped = len(started.elsewhere) - skipped
+            started.sent += started.index - first - skipped
+            first = started.index + 1
+        for session in started.elsewhere:
+            outcome = self.start(session, payload, running)
+            if outcome is None:
+                started.sent += 1
+            elif isinstance(outcome, BaseException):
+                started.errors.append(outcome)
+            else:
+                started.pending[outcome] = session
+        return started
+
+    @types.coroutine
+    def _inline(
+        self,
+        sessions: list[Session],
+        first: int,
+        payload: bytes,
+        running: asyncio.AbstractEventLoop,
+        started: "Started",
+        stop: list[bool],
+    ) -> Generator[Any, Any, None]:
+        decode = self.decode
+        elsewhere = started.elsewhere
+        for index in range(first, len(sessions)):
+            session = sessions[index]
+            if session.loop is not running or session.backlog is not None:
+                elsewhere.append(session)
+                continue
+            started.index = index
+            yield from session.sender(decode(payload))
+            if stop[0]:
+                return
 
     def start(
         self, session: Session, payload: bytes, running: asyncio.AbstractEventLoop

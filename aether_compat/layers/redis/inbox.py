@@ -11,11 +11,11 @@ import threading
 from collections.abc import Awaitable
 from typing import Any
 
-from ...sessions import Outcome, Session
+from ...sessions import Session
 from .confirm import Failure, answer, answer_commands, split_mark
 from .connections import Command, script
 from .groups import Groups
-from .keys import channel_name, decode_item
+from .keys import channel_name, decode_item, route
 from .local import LocalChannels
 from .pump import Pump
 from .scripts import ACK
@@ -168,7 +168,10 @@ class Inbox:
         now = now_ms()
         running = asyncio.get_running_loop()
         for item in items:
-            self._deliver_item(item, now, running)
+            try:
+                self._deliver_item(item, now, running)
+            except Exception:  # a bug here must not stop the process's inbox
+                logger.exception("could not deliver an item of %s", self.base)
         if self.local.acks:
             self.flush_acks_soon()
 
@@ -185,37 +188,45 @@ class Inbox:
         failures: list[Failure] = []
         pending: dict[asyncio.Future[Any], str] = {}
         if payload is None:
-            for token in tokens:
-                self.local.ack(token)
-                failures.append((token, "x", _NOT_TAKEN))
+            self.local.ack_all(tokens)
+            failures = [(token, "x", _NOT_TAKEN) for token in tokens]
         else:
-            targets = []
+            targets, sessions, taken = [], [], []
             for token in tokens:
                 name = channel_name(self.box, token)
                 session = self._sessions.get(name) if len(self._sessions) else None
                 if session is None:
                     targets.append((name, token))
-                    continue
-                self.local.ack(token)
-                outcome = self._hand_to(session, payload, running)
-                if isinstance(outcome, asyncio.Future):
-                    pending[outcome] = token
-                elif outcome is not None:
-                    failures.append((token, "s", repr(outcome.__cause__ or outcome)))
+                else:
+                    taken.append(token)
+                    sessions.append(session)
+            self.local.ack_all(taken)
             if targets:
                 self.local.put(deadline, targets, payload)
+            if sessions:
+                failures, pending = self._hand_to(sessions, payload, running)
         if reply_id is not None:
             self.own(self._answer(reply_id, by_ms, failures, pending))
 
     def _hand_to(
-        self, session: Session, payload: bytes, running: asyncio.AbstractEventLoop
-    ) -> Outcome:
-        outcome = self._sessions.start(session, payload, running)
-        if isinstance(outcome, asyncio.Future):
-            outcome.add_done_callback(lambda done: self._settled(done.result()))
-        else:
-            self._settled(outcome)
-        return outcome
+        self,
+        sessions: list[Session],
+        payload: bytes,
+        running: asyncio.AbstractEventLoop,
+    ) -> tuple[list[Failure], dict[asyncio.Future[Any], str]]:
+        """Start the sessions' deliveries; what failed at once, and what runs on
+        (by token). Failures are counted and logged here too."""
+        started = self._sessions.start_many(sessions, payload, running)
+        failures = []
+        for error in started.errors:
+            self._settled(error)
+            token = route(getattr(error, "channel", "")).token or ""
+            failures.append((token, "s", repr(error.__cause__ or error)))
+        pending = {}
+        for future, session in started.pending.items():
+            future.add_done_callback(lambda done: self._settled(done.result()))
+            pending[future] = route(session.channel).token or ""
+        return failures, pending
 
     def _settled(self, failure: BaseException | None) -> None:
         if failure is not None:

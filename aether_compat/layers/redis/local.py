@@ -67,6 +67,13 @@ class LocalChannels:
         with self._lock:
             self._ack(token, count)
 
+    def ack_all(self, tokens: list[str]) -> None:
+        """One taken or dropped message for each token (one lock for them all)."""
+        if tokens:
+            with self._lock:
+                for token in tokens:
+                    self._ack(token, 1)
+
     def drain_acks(self) -> dict[str, int]:
         with self._lock:
             acks, self.acks = self.acks, {}
