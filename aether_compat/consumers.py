@@ -2,9 +2,10 @@
 connection, which speaks the JSON command protocol (`protocol.py`) under a group
 policy (`permissions.py`) and per-connection limits (`limits.py`).
 
-Subclasses override small methods, never the lifecycle: `get_groups()` (joined on
-connect), `get_policy()`, `get_limits()`, `sender_name()`, `build_message()`, and the
-hooks `connected()`, `joined()`, `left()`, `sent()`, `disconnect()`.
+Subclasses override small methods, never the lifecycle: `get_groups()` (joined
+before the socket is accepted), `get_policy()`, `get_limits()`, `sender_name()`,
+`build_message()`, and the hooks `connected()`, `joined()`, `left()`, `sent()`,
+`disconnect()`.
 """
 
 import logging
@@ -41,9 +42,10 @@ _LAYER_FAILURES = (ConnectionError, OSError, TimeoutError)
 
 
 class AetherConsumer(SocketDelivery):
-    """Joins `get_groups()` on connect (each checked by the policy; one refusal
-    rejects the handshake), runs join/leave/send commands, leaves every group it is
-    in on disconnect, and writes `aether.message` events to the socket.
+    """Joins `get_groups()` before it accepts the socket (each checked by the policy
+    first; a refusal, or a join that fails, rejects the handshake), runs
+    join/leave/send commands, leaves every group it is in on disconnect, and writes
+    `aether.message` events to the socket.
 
     On aether_compat layers the connection registers itself as a session, so group
     messages are written straight to the socket by the sender's task, skipping
@@ -101,7 +103,8 @@ class AetherConsumer(SocketDelivery):
         """Called once the socket is accepted and `get_groups()` joined."""
 
     async def joined(self, group: str) -> None:
-        """Called after this connection joined `group`."""
+        """Called after this connection joined `group`; for `get_groups()` that is
+        before the socket is accepted, so send nothing from here."""
 
     async def left(self, group: str) -> None:
         """Called after this connection left `group` (also on disconnect)."""
@@ -126,11 +129,28 @@ class AetherConsumer(SocketDelivery):
         if not all(self.policy.may_join(self.user, group) for group in groups):
             await self.close()
             return
+        if not await self._join_on_connect(groups):
+            await self.close()
+            return
         await self.accept()
         self.state = OPEN
-        for group in groups:
-            await self.join(group)
         await self.connected()
+
+    async def _join_on_connect(self, groups: list[str]) -> bool:
+        """Join before the handshake completes, so that whatever is broadcast once the
+        client is connected reaches it; on a failure, leave what was joined."""
+        try:
+            for group in groups:
+                await self.join(group)
+        except CommandRejected as exc:
+            logger.warning(
+                "refusing the WebSocket of %s: could not join its groups: %s",
+                self.channel_name,
+                exc,
+            )
+            await self._leave_all()
+            return False
+        return True
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         self.state = CLOSED
