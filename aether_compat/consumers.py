@@ -229,10 +229,11 @@ class AetherConsumer(SocketDelivery):
             await self.left(group)
 
     async def shut(self, code: int) -> None:
-        """Close the socket from the server side and leave every group at once."""
+        """Leave every group, then close the socket from the server side: once the
+        client sees the close, the layer no longer counts the connection."""
         if self.state == OPEN:
-            await super().shut(code)
             await self._leave_all()
+            await super().shut(code)
 
     async def _leave_all(self) -> None:
         for group in sorted(self.in_groups):
