@@ -5,7 +5,7 @@ policy (`permissions.py`) and per-connection limits (`limits.py`).
 Subclasses override small methods, never the lifecycle: `get_groups()` (joined
 before the socket is accepted), `get_policy()`, `get_limits()`, `sender_name()`,
 `build_message()`, and the hooks `connected()`, `joined()`, `left()`, `sent()`,
-`disconnect()`.
+`disconnect()`; `channel_layer_alias` picks the layer, as in any Channels consumer.
 """
 
 import logging
@@ -13,9 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from channels import DEFAULT_CHANNEL_LAYER
 from channels.exceptions import StopConsumer
+from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from .delivery import CLOSED, CONNECTING, OPEN, SocketDelivery
 from .errors import CommandRejected
@@ -45,7 +48,8 @@ class AetherConsumer(SocketDelivery):
     """Joins `get_groups()` before it accepts the socket (each checked by the policy
     first; a refusal, or a join that fails, rejects the handshake), runs
     join/leave/send commands, leaves every group it is in on disconnect, and writes
-    `aether.message` events to the socket.
+    `aether.message` events to the socket. Its layer is the one named by
+    `channel_layer_alias`, as for any Channels consumer.
 
     On aether_compat layers the connection registers itself as a session, so group
     messages are written straight to the socket by the sender's task, skipping
@@ -55,7 +59,7 @@ class AetherConsumer(SocketDelivery):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.scope = scope
         self.channels = ChannelsFacade()
-        self.channels.configure(Channels.layer)
+        self.channels.configure(self._pick_layer())
         self.channel_layer = self.channels.layer
         self.channel_name = await self.channel_layer.new_channel()
         self.base_send = send
@@ -247,6 +251,20 @@ class AetherConsumer(SocketDelivery):
                     exc_info=True,
                 )
                 self.in_groups.discard(group)
+
+    def _pick_layer(self) -> Any:
+        """The layer named by `channel_layer_alias`, as in any Channels consumer; for
+        the default alias, the facade's (`Channels.configure()`, else Django's)."""
+        alias = self.channel_layer_alias
+        if alias == DEFAULT_CHANNEL_LAYER:
+            return Channels.layer
+        layer = get_channel_layer(alias)
+        if layer is None:
+            raise ImproperlyConfigured(
+                f"{type(self).__name__}.channel_layer_alias is {alias!r}, but "
+                f"settings.CHANNEL_LAYERS has no {alias!r} entry"
+            )
+        return layer
 
 
 @contextmanager

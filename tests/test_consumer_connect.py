@@ -1,16 +1,18 @@
 """AetherConsumer's handshake: `get_groups()` are joined before the socket is
-accepted, and a join that fails rejects it; on every backend, through
-WebsocketCommunicator (#10)."""
+accepted, a join that fails rejects it, and `channel_layer_alias` picks the layer;
+on every backend, through WebsocketCommunicator (#10)."""
 
 import asyncio
 
 import pytest
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
+from django.core.exceptions import ImproperlyConfigured
 
 from aether_compat import Channels
 from aether_compat.consumers import AetherConsumer
-from tests.facade_support import as_default_layer
+from aether_compat.facade import ChannelsFacade
+from tests.facade_support import as_default_layer, as_layer
 
 ALICE = User(pk=1, username="alice")
 
@@ -20,6 +22,10 @@ class RoomsConsumer(AetherConsumer):
 
     def get_groups(self):
         return [f"user:{self.user.pk}", "room:first"]
+
+
+class OtherLayerConsumer(RoomsConsumer):
+    channel_layer_alias = "other"
 
 
 @pytest.fixture
@@ -79,3 +85,27 @@ async def test_a_failing_join_rejects_the_handshake_and_leaves_what_was_joined(
     assert not connected
     assert await layer.group_members("user:1") == set()
     await alice.disconnect()  # what daphne sends after a refused handshake
+
+
+async def test_channel_layer_alias_picks_the_layer(layer, make_layer):
+    other = make_layer()
+    with as_layer("other", other):
+        alice = communicator_of(OtherLayerConsumer)
+        assert (await alice.connect())[0]
+        assert len(await other.group_members("user:1")) == 1
+        assert await layer.group_members("user:1") == set()
+        facade = ChannelsFacade()
+        facade.configure(other)
+        result = await facade.group("room:first").broadcast("through the other")
+        assert result.sent_count == 1
+        assert await alice.receive_from() == "through the other"
+        await alice.disconnect()
+        assert await other.group_members("room:first") == set()
+
+
+async def test_an_alias_missing_from_the_settings_is_named():
+    class MissingLayerConsumer(RoomsConsumer):
+        channel_layer_alias = "missing"
+
+    with pytest.raises(ImproperlyConfigured, match="'missing'"):
+        await communicator_of(MissingLayerConsumer).connect()
