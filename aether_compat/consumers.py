@@ -2,9 +2,10 @@
 connection, which speaks the JSON command protocol (`protocol.py`) under a group
 policy (`permissions.py`) and per-connection limits (`limits.py`).
 
-Subclasses override small methods, never the lifecycle: `get_groups()` (joined on
-connect), `get_policy()`, `get_limits()`, `sender_name()`, `build_message()`, and the
-hooks `connected()`, `joined()`, `left()`, `sent()`, `disconnect()`.
+Subclasses override small methods, never the lifecycle: `get_groups()` (joined
+before the socket is accepted), `get_policy()`, `get_limits()`, `sender_name()`,
+`build_message()`, and the hooks `connected()`, `joined()`, `left()`, `sent()`,
+`disconnect()`; `channel_layer_alias` picks the layer, as in any Channels consumer.
 """
 
 import logging
@@ -12,9 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from channels import DEFAULT_CHANNEL_LAYER
 from channels.exceptions import StopConsumer
+from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from .delivery import CLOSED, CONNECTING, OPEN, SocketDelivery
 from .errors import CommandRejected
@@ -41,9 +45,11 @@ _LAYER_FAILURES = (ConnectionError, OSError, TimeoutError)
 
 
 class AetherConsumer(SocketDelivery):
-    """Joins `get_groups()` on connect (each checked by the policy; one refusal
-    rejects the handshake), runs join/leave/send commands, leaves every group it is
-    in on disconnect, and writes `aether.message` events to the socket.
+    """Joins `get_groups()` before it accepts the socket (each checked by the policy
+    first; a refusal, or a join that fails, rejects the handshake), runs
+    join/leave/send commands, leaves every group it is in on disconnect, and writes
+    `aether.message` events to the socket. Its layer is the one named by
+    `channel_layer_alias`, as for any Channels consumer.
 
     On aether_compat layers the connection registers itself as a session, so group
     messages are written straight to the socket by the sender's task, skipping
@@ -53,7 +59,7 @@ class AetherConsumer(SocketDelivery):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.scope = scope
         self.channels = ChannelsFacade()
-        self.channels.configure(Channels.layer)
+        self.channels.configure(self._pick_layer())
         self.channel_layer = self.channels.layer
         self.channel_name = await self.channel_layer.new_channel()
         self.base_send = send
@@ -101,7 +107,8 @@ class AetherConsumer(SocketDelivery):
         """Called once the socket is accepted and `get_groups()` joined."""
 
     async def joined(self, group: str) -> None:
-        """Called after this connection joined `group`."""
+        """Called after this connection joined `group`; for `get_groups()` that is
+        before the socket is accepted, so send nothing from here."""
 
     async def left(self, group: str) -> None:
         """Called after this connection left `group` (also on disconnect)."""
@@ -126,11 +133,28 @@ class AetherConsumer(SocketDelivery):
         if not all(self.policy.may_join(self.user, group) for group in groups):
             await self.close()
             return
+        if not await self._join_on_connect(groups):
+            await self.close()
+            return
         await self.accept()
         self.state = OPEN
-        for group in groups:
-            await self.join(group)
         await self.connected()
+
+    async def _join_on_connect(self, groups: list[str]) -> bool:
+        """Join before the handshake completes, so that whatever is broadcast once the
+        client is connected reaches it; on a failure, leave what was joined."""
+        try:
+            for group in groups:
+                await self.join(group)
+        except CommandRejected as exc:
+            logger.warning(
+                "refusing the WebSocket of %s: could not join its groups: %s",
+                self.channel_name,
+                exc,
+            )
+            await self._leave_all()
+            return False
+        return True
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         self.state = CLOSED
@@ -209,10 +233,11 @@ class AetherConsumer(SocketDelivery):
             await self.left(group)
 
     async def shut(self, code: int) -> None:
-        """Close the socket from the server side and leave every group at once."""
+        """Leave every group, then close the socket from the server side: once the
+        client sees the close, the layer no longer counts the connection."""
         if self.state == OPEN:
-            await super().shut(code)
             await self._leave_all()
+            await super().shut(code)
 
     async def _leave_all(self) -> None:
         for group in sorted(self.in_groups):
@@ -226,6 +251,20 @@ class AetherConsumer(SocketDelivery):
                     exc_info=True,
                 )
                 self.in_groups.discard(group)
+
+    def _pick_layer(self) -> Any:
+        """The layer named by `channel_layer_alias`, as in any Channels consumer; for
+        the default alias, the facade's (`Channels.configure()`, else Django's)."""
+        alias = self.channel_layer_alias
+        if alias == DEFAULT_CHANNEL_LAYER:
+            return Channels.layer
+        layer = get_channel_layer(alias)
+        if layer is None:
+            raise ImproperlyConfigured(
+                f"{type(self).__name__}.channel_layer_alias is {alias!r}, but "
+                f"settings.CHANNEL_LAYERS has no {alias!r} entry"
+            )
+        return layer
 
 
 @contextmanager

@@ -1,6 +1,8 @@
 """The message codec both layers share: what Redis can carry round-trips, anything
-else is refused at send time with the key that holds it."""
+else (a value msgpack cannot carry, a dict key that is not a str) is refused at send
+time with the key that holds it."""
 
+import asyncio
 import datetime
 import decimal
 
@@ -50,13 +52,87 @@ def test_tuples_arrive_as_lists_and_bytes_stay_bytes():
     }
 
 
-def test_integer_keys_survive_on_both_layers():
-    """msgpack carries them; decoding does not insist on string keys, so a message
-    that works in memory works on Redis."""
-    assert codec.decode(codec.encode({"m": {1: "a"}})) == {"m": {1: "a"}}
-
-
 def test_refusal_leaves_the_encoder_usable():
     with pytest.raises(InvalidMessage):
         codec.encode({"x": object()})
     assert codec.decode(codec.encode({"ok": 1})) == {"ok": 1}
+
+
+# Dict keys: only str, at any depth (#10)
+
+bad_keys = (
+    st.integers()
+    | st.tuples(st.integers())
+    | st.booleans()
+    | st.none()
+    | st.floats(allow_nan=False)
+    | st.binary()
+)
+steps = st.lists(st.text(min_size=1) | st.integers(0, 3), max_size=4)
+
+
+def nest(value, trail):
+    """`value` reached from the message key through `trail` (str: a dict key; int: a
+    list index, with fillers before it)."""
+    for step in reversed(trail):
+        value = {step: value} if isinstance(step, str) else [0] * step + [value]
+    return value
+
+
+def path_of(trail):
+    return "bad-key" + "".join(
+        f".{step}" if isinstance(step, str) else f"[{step}]" for step in trail
+    )
+
+
+@given(messages, steps, bad_keys)
+def test_a_non_str_key_at_any_depth_is_refused_naming_its_path(message, trail, key):
+    message = {**message, "bad-key": nest({key: "x"}, trail)}
+    with pytest.raises(InvalidMessage) as refused:
+        codec.encode(message)
+    assert f"message key {path_of(trail)!r} holds a dict key" in str(refused.value)
+    assert codec.decode(codec.encode({"ok": nest({"k": "x"}, trail)}))
+
+
+@pytest.mark.parametrize(
+    ("message", "says"),
+    [
+        ({"cells": {(1, 2): "x"}}, r"message key 'cells' holds a dict key \(1, 2\) "),
+        ({"m": {1: "a"}}, "channels_redis receivers decode with msgpack's strict_map"),
+        ({1: "top"}, "the message has a dict key 1 "),
+        ({"a": ({"b": {None: 1}},)}, r"message key 'a\[0\]\.b' holds a dict key None"),
+        ({"a": [{True: 1}]}, r"'a\[0\]' holds a dict key True \(bool\)"),
+    ],
+)
+def test_non_str_keys_are_refused_with_the_reason(message, says):
+    with pytest.raises(InvalidMessage, match=says):
+        codec.encode(message)
+
+
+def test_str_subclass_keys_arrive_as_str():
+    class Name(str):
+        pass
+
+    assert codec.decode(codec.encode({Name("a"): {Name("b"): 1}})) == {"a": {"b": 1}}
+
+
+def test_a_message_that_contains_itself_is_refused():
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(InvalidMessage, match="contains itself"):
+        codec.encode({"loop": loop})
+
+
+async def test_a_non_str_key_is_refused_by_send_and_group_send(layer):
+    """The message never reaches a member, whose receive() would raise on it; the
+    member keeps receiving what can be sent."""
+    member = await layer.new_channel()
+    await layer.group_add("board", member)
+    with pytest.raises(InvalidMessage, match=r"key 'cells' holds a dict key \(1, 2\)"):
+        await layer.group_send("board", {"type": "move", "cells": {(1, 2): "x"}})
+    with pytest.raises(InvalidMessage, match="strict_map_key"):
+        await layer.send(member, {"type": "move", "cells": {1: "x"}})
+    result = await layer.group_send("board", {"type": "move", "cells": {"1,2": "x"}})
+    assert result.sent_count == 1
+    async with asyncio.timeout(2):
+        assert await layer.receive(member) == {"type": "move", "cells": {"1,2": "x"}}

@@ -73,11 +73,19 @@ async def assert_nothing(layer: Any, channel: str, wait: float = 0.1) -> None:
 def as_default_layer(layer: Any) -> Iterator[Any]:
     """Make `layer` what `get_channel_layer()` returns (consumers use it), then put
     the previous one back."""
-    previous = channel_layers.set("default", layer)
+    with as_layer("default", layer):
+        yield layer
+
+
+@contextmanager
+def as_layer(alias: str, layer: Any) -> Iterator[Any]:
+    """Make `layer` what `get_channel_layer(alias)` returns, then put the previous
+    one back (or none)."""
+    previous = channel_layers.set(alias, layer)
     try:
         yield layer
     finally:
         if previous is None:
-            channel_layers.backends.pop("default", None)
+            channel_layers.backends.pop(alias, None)
         else:
-            channel_layers.set("default", previous)
+            channel_layers.set(alias, previous)
