@@ -70,10 +70,12 @@ class Started:
 class SessionTable:
     """Maps channel names to their sessions in this process, and delivers to them."""
 
-    __slots__ = ("_finishing", "_sessions", "decode", "timeout")
+    __slots__ = ("_finishing", "_sessions", "decode", "get", "timeout")
 
     def __init__(self, decode: Decode, timeout: float) -> None:
         self._sessions: dict[str, Session] = {}
+        # The session of a channel, or None: the dict's own get, called per member.
+        self.get: Callable[[str], Session | None] = self._sessions.get
         self._finishing: set[asyncio.Task[None]] = set()  # owned, not collected
         self.decode = decode
         self.timeout = timeout
@@ -87,9 +89,6 @@ class SessionTable:
 
     def unregister(self, channel: str) -> None:
         self._sessions.pop(channel, None)
-
-    def get(self, channel: str) -> Session | None:
-        return self._sessions.get(channel)
 
     def __contains__(self, channel: str) -> bool:
         return channel in self._sessions

@@ -68,7 +68,8 @@ class InMemoryChannelLayer(AetherLayer):
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
         """Queue `message` on `channel`; raise `ChannelFull` when it is at capacity."""
-        self._lookup(channel)
+        if type(channel) is not str or channel not in self._channels:
+            self.require_valid_channel_name(channel)
         payload = codec.encode(message)
         session = self.sessions.get(channel)
         if session is not None:
@@ -93,7 +94,10 @@ class InMemoryChannelLayer(AetherLayer):
         """Wait for the next message on `channel`; safe to cancel at any point."""
         while True:
             with self._lock:
-                ch = self._lookup(channel) or self._open(channel)
+                ch = self._channels.get(channel) if type(channel) is str else None
+                if ch is None:
+                    self.require_valid_channel_name(channel)
+                    ch = self._open(channel)
                 ch.read_at = now = time.monotonic()
                 messages = ch.messages
                 if messages and messages[0][0] < now:
