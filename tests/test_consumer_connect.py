@@ -12,7 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from aether_compat import Channels
 from aether_compat.consumers import AetherConsumer
 from aether_compat.facade import ChannelsFacade
-from tests.facade_support import as_default_layer, as_layer
+from tests.support.facade import as_default_layer, as_layer
 
 ALICE = User(pk=1, username="alice")
 
