@@ -22,6 +22,7 @@ from .group_scripts import (
     MEMBERS_PROC,
 )
 from .keys import box_base, channel_name, group_key, group_tag, route
+from .presence import leave_steps
 from .util import REDIS_FAILURES, Parts, logger, now_ms
 
 GONE = "its process stopped announcing itself (crashed or cut off from Redis)"
@@ -45,7 +46,7 @@ class Groups:
         """Add (or refresh) a membership. A failure for this instance's own channel
         is remembered and announced again once Redis answers."""
         box, token = route(channel)
-        now = now_ms()
+        now = self._presence.join(group, box, token, now_ms())
         ttl = self.rules.group_expiry_ms
         procs = group_key(self.prefix, group)
         tagged = [
@@ -60,26 +61,35 @@ class Groups:
                 (box, command("PEXPIRE", members, ttl)),
             ]
         tagged += self._capacity_note(channel, box, token, ttl)
-        if box == self._box:
-            self._presence.join(group, token, now)
         try:
             await self._connections.execute(tagged)
         except REDIS_FAILURES as exc:
             self.stats.redis_error(exc)
             if box != self._box:
+                if token is None:
+                    self._presence.forget_plain(group, box)
                 raise MemberUnreachable(
                     channel, f"Redis did not take it: {exc!r}"
                 ) from exc
             self._presence.dirty = True  # the heartbeat announces it again
 
-    async def discard(self, group: str, channel: str) -> None:
-        box, token = route(channel)
-        if box == self._box:
-            self._presence.leave(group, token)
+    async def discard(self, group: str, channel: str) -> bool:
+        """Remove a membership; False if Redis did not take it (the heartbeat
+        retries it: see presence.py)."""
+        member = (group, *route(channel))
+        at = self._presence.leave(member)
+        steps = leave_steps(
+            self.prefix, member, at, False, self._connections.one_server
+        )
         try:
-            await self._connections.execute([self._discard_command(group, box, token)])
-        except REDIS_FAILURES as exc:  # its messages expire; then it leaves
+            (left,) = await self._connections.execute(steps[:1])
+            if left == 0 and len(steps) > 1:
+                await self._connections.execute(steps[1:])
+        except REDIS_FAILURES as exc:
             self.stats.redis_error(exc)
+            return False
+        self._presence.left(member, at)
+        return True
 
     async def send(self, group: str, payload: bytes, skip: list[str]) -> SendResult:
         """Store `payload` for every member but the `skip`ped ones; full members
@@ -221,7 +231,7 @@ class Groups:
             return [], []
         cutoff = self._cutoff()
         skip, calls = [], []
-        for token, joined in self._presence.memberships.get(group, {}).items():
+        for token, joined in self._presence.members_of(group):
             name = channel_name(self._box, token)
             sender = self._sessions.get(name)
             if sender is not None and joined >= cutoff:
@@ -241,14 +251,6 @@ class Groups:
         if token is None:
             return [(box, command("SET", base + "c", capacity, "PX", ttl))]
         return [(box, command("HSET", base + "c", token, capacity))]
-
-    def _discard_command(self, group: str, box: str, token: str | None) -> Any:
-        if token is None:
-            return (
-                group_tag(group),
-                command("ZREM", group_key(self.prefix, group), box),
-            )
-        return (box, command("ZREM", f"{box_base(self.prefix, box)}m:{group}", token))
 
     async def leave_all(self, channel: str) -> None:
         """Remove one of this instance's channels from every group it is in."""

@@ -1,9 +1,10 @@
 """The inbox of one Redis layer instance and the tasks that keep it flowing: the
-pump (Redis -> local buffers), the heartbeat (presence), the sweeper (expiry) and
-the ack flusher (capacity counts back in Redis).
+pump (Redis -> local buffers), the sweeper (expiry) and the ack flusher (capacity
+counts back in Redis). Presence has a thread of its own (beat.py).
 
-The tasks run on the event loop that first needed them; if that loop closes, the
-next caller on another loop starts them again there.
+The tasks run on the event loop that first needed them, and follow the receivers:
+if that loop closes or stops running (while a receiver waits on another loop), the
+next receiver starts them again on its own loop.
 """
 
 import asyncio
@@ -28,7 +29,8 @@ from .util import (
     raise_if_cancelling,
 )
 
-_JOBS = ("pump", "heartbeat", "sweeper")
+_JOBS = ("pump", "sweeper")
+RECHECK_SECONDS = 1.0  # how often a receiver looks whether the pump's loop still runs
 
 
 class Inbox:
@@ -40,7 +42,6 @@ class Inbox:
         self.local = LocalChannels()
         self.stats = parts.stats
         self._connections = parts.connections
-        self._presence = parts.presence
         self._groups = groups
         self._sessions = parts.sessions
         self._seal = parts.seal
@@ -50,20 +51,60 @@ class Inbox:
         self._running_on: asyncio.AbstractEventLoop | None = None
         self._pump_object: Pump | None = None
 
-    def ensure_running(self) -> None:
-        """Start whichever of the pump, heartbeat and sweeper is not running."""
+    def ensure_running(self) -> bool:
+        """Start the pump and the sweeper here unless they run on another loop that
+        is running; True if they run on this loop."""
         loop = asyncio.get_running_loop()
         if self._running_on is loop:
-            return
+            return True
         with self._lock:
-            self._running_on = loop
+            pump = self._tasks.get("pump")
+            if _alive(pump) and pump.get_loop() is not loop:
+                if pump.get_loop().is_running():
+                    return False
+                self._retire(pump.get_loop())  # stopped: the jobs come here
             for name in _JOBS:
                 task = self._tasks.get(name)
-                if task is None or task.done() or task.get_loop().is_closed():
-                    job = getattr(self, "_" + name)
-                    task = loop.create_task(job(), name=f"aether-{name}")
+                if not _alive(task) or task.get_loop() is not loop:
+                    task = loop.create_task(self._job(name), name=f"aether-{name}")
                     task.add_done_callback(self._job_ended)
                     self._tasks[name] = task
+            self._running_on = loop
+            return True
+
+    async def wait(self, channel: str) -> None:
+        """Wait for a message of `channel` (or for the pump to stop); while the
+        pump runs on another loop, look again now and then whether it still does."""
+        if self.ensure_running():
+            await self.local.wait(channel)
+            return
+        try:
+            async with asyncio.timeout(RECHECK_SECONDS):
+                await self.local.wait(channel)
+        except TimeoutError:
+            pass
+
+    def _job(self, name: str) -> Awaitable[None]:
+        if name != "pump":
+            return self._sweeper()
+        retired = self._pump_object  # one that never ended: its loop stopped
+        if retired is not None:
+            retired.retired = True
+        pump = self._pump_object = Pump(
+            self.base,
+            lambda: self._connections.blocking_client(self.box),
+            self._deliver,
+            self.stats.redis_error,
+        )
+        return self._pump(pump, retired)
+
+    def _retire(self, there: asyncio.AbstractEventLoop) -> None:
+        """Cancel the jobs of a loop that stopped running (they end when it runs
+        again, if ever); its pump is retired and fenced off by the next one."""
+        for name in _JOBS:
+            task = self._tasks.pop(name, None)
+            if task is not None and not task.done() and not there.is_closed():
+                there.call_soon_threadsafe(task.cancel)
 
     def _job_ended(self, task: asyncio.Task[Any]) -> None:
         self._running_on = None  # the next caller checks them all again
@@ -127,24 +168,15 @@ class Inbox:
 
     # The jobs
 
-    async def _pump(self) -> None:
-        pump = Pump(
-            self.base,
-            lambda: self._connections.blocking_client(self.box),
-            self._deliver,
-            self.stats.redis_error,
-        )
-        self._pump_object = pump
+    async def _pump(self, pump: Pump, retired: Pump | None) -> None:
         try:
+            if retired is not None:
+                await retired.fence(self._connections.command_client(self.box))
             await pump.run()
         finally:
-            self._pump_object = None
+            if self._pump_object is pump:
+                self._pump_object = None
             self.local.wake_all()  # a reader elsewhere restarts the pump
-
-    async def _heartbeat(self) -> None:
-        await self._presence.heartbeat(
-            self._connections.execute, lambda: self.stats.redis_error(None)
-        )
 
     async def _sweeper(self) -> None:
         """Drop buffered messages at their deadline, freeing their capacity; a channel
@@ -193,6 +225,10 @@ class Inbox:
         except SessionSendFailed as exc:
             self.stats.session_failures += 1
             logger.warning("%s", exc)
+
+
+def _alive(task: "asyncio.Task[Any] | None") -> bool:
+    return task is not None and not task.done() and not task.get_loop().is_closed()
 
 
 def format_acks(acks: dict[str, int]) -> str:

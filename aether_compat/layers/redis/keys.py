@@ -67,9 +67,10 @@ def group_tag(group: str) -> str:
 
 
 def scan_pattern(prefix: str) -> str:
-    """A SCAN MATCH pattern for exactly this prefix's keys (glob characters escaped,
-    and the ':' keeps prefix 'asgi' from matching 'asgi2')."""
-    return re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + ":*"
+    """A SCAN MATCH pattern for exactly this prefix's keys: glob characters are
+    escaped, and every key continues with ':{' (a prefix holds no braces), so
+    prefix 'asgi' matches neither 'asgi2:...' nor 'asgi:chat:{...' keys."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + ":{*"
 
 
 def encode_item(deadline_ms: int, tokens: str, payload: bytes) -> bytes:
