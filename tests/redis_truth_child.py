@@ -6,6 +6,7 @@ channel of its own, prints that channel's name as one line, then acts out a mode
 - sigterm-hook: calls leave_on_sigterm(), then receives for ever; SIGTERM ends it.
 - graceful: handles SIGTERM as daphne and uvicorn do (the loop stops, the process
   exits normally), so only the layer's exit hook can take its members out.
+- echo: capacity 1; prints the "n" of every message it receives, at once.
 
 Usage: python -m tests.redis_truth_child MODE REDIS_URL PREFIX PRESENCE [SECONDS]
 """
@@ -24,7 +25,10 @@ from aether_compat.layers.redis import leave_on_sigterm
 def main() -> None:
     mode, url, prefix, presence = sys.argv[1:5]
     layer = RedisChannelLayer(
-        hosts=[url], prefix=prefix, presence_timeout=float(presence)
+        hosts=[url],
+        prefix=prefix,
+        presence_timeout=float(presence),
+        capacity=1 if mode == "echo" else 100,
     )
     if mode == "sync-work":
         channel = async_to_sync(layer.new_channel)()
@@ -34,19 +38,26 @@ def main() -> None:
         return
     if mode == "sigterm-hook":
         leave_on_sigterm()
-    asyncio.run(serve(layer, graceful=mode == "graceful"))
+    asyncio.run(serve(layer, mode))
 
 
-async def serve(layer: RedisChannelLayer, graceful: bool) -> None:
+async def serve(layer: RedisChannelLayer, mode: str) -> None:
     channel = await layer.new_channel()
     await layer.group_add("room", channel)
     stop = asyncio.Event()
-    if graceful:
+    if mode == "graceful":
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    receiving = asyncio.create_task(layer.receive(channel))
+    receiving = asyncio.create_task(echo(layer, channel, mode == "echo"))
     print(channel, flush=True)
     await stop.wait()
     receiving.cancel()
+
+
+async def echo(layer: RedisChannelLayer, channel: str, loud: bool) -> None:
+    while True:
+        message = await layer.receive(channel)
+        if loud:
+            print(message["n"], flush=True)
 
 
 if __name__ == "__main__":

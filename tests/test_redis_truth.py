@@ -330,3 +330,23 @@ async def test_members_leave_within_1_s_of_sigterm(mode):
         await stop_child(child)
         await observer.flush()
         await observer.close()
+
+
+# 9. No stray ChannelFull while the receiver's acks are on their way
+
+
+async def test_a_received_message_frees_its_slot_before_anyone_hears_of_it():
+    """Capacity 1, receiver in another process: each message is sent as soon as
+    the previous one was reported received, and never finds the channel full."""
+    name = prefix()
+    sender = RedisChannelLayer(hosts=[REDIS_URL], prefix=name, capacity=1)
+    child, channel = await child_process("echo", name, 10)
+    try:
+        for n in range(300):
+            await sender.send(channel, {"type": "m", "n": n})  # ChannelFull fails
+            async with asyncio.timeout(10):
+                assert int(await child.stdout.readline()) == n
+    finally:
+        await stop_child(child)
+        await sender.flush()
+        await sender.close()

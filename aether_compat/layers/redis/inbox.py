@@ -8,6 +8,7 @@ next receiver starts them again on its own loop.
 """
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Awaitable
 from typing import Any
@@ -50,6 +51,7 @@ class Inbox:
         self._lock = threading.Lock()
         self._running_on: asyncio.AbstractEventLoop | None = None
         self._pump_object: Pump | None = None
+        self._owed: dict[str, int] = {}  # token -> acks sent ahead of the take
 
     def ensure_running(self) -> bool:
         """Start the pump and the sweeper here unless they run on another loop that
@@ -135,6 +137,45 @@ class Inbox:
 
     # Acks: counts of received or expired messages, taken back in Redis
 
+    def drain_acks(self) -> dict[str, int]:
+        """The acks to send now, less those already taken back ahead."""
+        acks = self.local.drain_acks()
+        for token in [t for t in self._owed if t in acks]:
+            settled = min(self._owed[token], acks[token])
+            self._owed[token] -= settled
+            acks[token] -= settled
+            if not self._owed[token]:
+                del self._owed[token]
+            if not acks[token]:
+                del acks[token]
+        return acks
+
+    async def ack_ahead(self, token: str) -> None:
+        """Take back in Redis the count of the message a receive is about to take
+        from a channel that may look full (and the acks pending), so whoever hears
+        of that message next never finds the channel full. The message is taken
+        only after this returns: cancelling it loses nothing."""
+        acks = self.drain_acks()
+        acks[token] = acks.get(token, 0) + 1
+        task = asyncio.ensure_future(self._connections.execute(self._ack_batch(acks)))
+        task.add_done_callback(lambda done: self._acked_ahead(done, acks, token))
+        with contextlib.suppress(*REDIS_FAILURES):  # then it goes as usual
+            await asyncio.shield(task)
+
+    def _acked_ahead(self, task: "asyncio.Future[Any]", acks: dict, token: str) -> None:
+        if task.cancelled() or task.exception() is not None:
+            acks[token] -= 1
+            self.restore_acks({t: n for t, n in acks.items() if n})
+            if isinstance(task.exception(), REDIS_FAILURES):
+                self.stats.redis_error(task.exception())
+        else:  # the take (or expiry) of that message acks it again: owed
+            self._owed[token] = self._owed.get(token, 0) + 1
+
+    def clear(self) -> None:
+        """Forget buffered messages and acks (flush)."""
+        self.local.clear()
+        self._owed.clear()
+
     def restore_acks(self, acks: dict[str, int]) -> None:
         """Put back acks whose command failed; they go with the next flush."""
         for token, count in acks.items():
@@ -150,7 +191,7 @@ class Inbox:
         failures = 0
         while self.local.acks:
             raise_if_cancelling()
-            acks = self.local.drain_acks()
+            acks = self.drain_acks()
             try:
                 await self._connections.execute(self._ack_batch(acks))
                 failures = 0

@@ -135,7 +135,7 @@ class RedisChannelLayer(AetherLayer):
         capacity = self._capacity(channel)
         acks: dict[str, int] = {}
         if token is not None and box == self._box:
-            acks = self._inbox.local.drain_acks()  # ours first: a freed slot shows
+            acks = self._inbox.drain_acks()  # ours first: a freed slot shows
         command = self._send_command(box, token, capacity, payload, acks)
         try:
             result = (await self._connections.execute([command]))[-1]
@@ -189,6 +189,8 @@ class RedisChannelLayer(AetherLayer):
                 return await self._plain.receive(box)
             local = self._inbox.local
             while True:
+                if self._may_look_full(channel, token):
+                    await self._inbox.ack_ahead(token)
                 payload = local.take(channel, now_ms())
                 if payload is not None or local.acks:  # expired ones were dropped
                     self._inbox.flush_acks_soon()
@@ -253,7 +255,7 @@ class RedisChannelLayer(AetherLayer):
         await asyncio.wrap_future(self._beat.stop())  # no re-announcing meanwhile
         await self._stop_tasks_on(asyncio.get_running_loop())
         self._presence.forget_all()
-        self._inbox.local.clear()
+        self._inbox.clear()
         await self._connections.delete_matching(scan_pattern(self.prefix))
         if self._announced:
             await self._connections.execute(self._presence.alive())
@@ -282,6 +284,15 @@ class RedisChannelLayer(AetherLayer):
 
     async def _stop_tasks_on(self, loop: asyncio.AbstractEventLoop) -> None:
         await self._inbox.stop(loop)
+
+    def _may_look_full(self, channel: str, token: str) -> bool:
+        """Whether senders may find `channel` full until its next message's ack
+        lands: what it buffers, plus acks not yet sent, reaches its capacity."""
+        local = self._inbox.local
+        buffered = local.count(channel)
+        if not buffered:
+            return False
+        return buffered + local.acks.get(token, 0) >= self._capacity(channel)
 
     def _capacity(self, channel: str) -> int:
         return self.get_capacity(channel) if self.channel_capacity else self.capacity
