@@ -7,11 +7,17 @@ import contextlib
 import os
 import signal
 import sys
+import uuid
 from pathlib import Path
 
 from tests.conftest import REDIS_URL
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def prefix() -> str:
+    """A key prefix no other test uses."""
+    return f"test-{uuid.uuid4().hex[:12]}"
 
 
 async def until(check, within: float, what: str):

@@ -1,16 +1,13 @@
 """Redis memberships and presence tell the truth under faults: discards that meet
 an outage are retried, presence beats without an event loop, the inbox follows its
 receivers, plain memberships survive restarts, leaving cleans up, flush keeps to
-its prefix, cancelled receives keep order, and members live as long as their
-process and channel do (fork, SIGTERM, group_expiry)."""
+its prefix, cancelled receives keep order. (Lifetimes and counts: the file
+test_redis_truth_lifetimes.py.)"""
 
 import asyncio
-import multiprocessing
-import uuid
 
 import pytest
 import redis
-from asgiref.sync import async_to_sync
 
 from aether_compat.layers import RedisChannelLayer
 from tests.conftest import REDIS_URL
@@ -18,23 +15,18 @@ from tests.redis_servers import redis_server
 from tests.redis_truth_support import (
     blocked_clients,
     child_process,
-    forked_child,
     members_are,
     paused,
+    prefix,
     receive,
     silent,
     stop_child,
-    terminate,
     until,
     until_or_not,
 )
 from tests.tcp_proxy import tcp_proxy
 
 pytestmark = pytest.mark.redis
-
-
-def prefix() -> str:
-    return f"test-{uuid.uuid4().hex[:12]}"
 
 
 # 1. A discard that meets an outage is retried; a re-announce does not undo it
@@ -244,109 +236,3 @@ async def test_cancelled_plain_receive_keeps_the_order():
             assert first.cancelled()
         finally:
             await layer.close()
-
-
-# 8a. Members in use outlive group_expiry
-
-
-async def test_members_in_use_outlive_group_expiry():
-    """group_expiry=2: a member with a waiting receiver and one with a session keep
-    their membership past it; an unused member loses it."""
-    name = prefix()
-    layer = RedisChannelLayer(hosts=[REDIS_URL], prefix=name, group_expiry=2)
-    sender = RedisChannelLayer(hosts=[REDIS_URL], prefix=name, group_expiry=2)
-    try:
-        reading, session, unused = [await layer.new_channel() for _ in range(3)]
-        got = asyncio.Queue()
-        await layer.register_session(session, got.put)
-        for member in (reading, session, unused):
-            await layer.group_add("room", member)
-        waiting = asyncio.create_task(layer.receive(reading))
-        await asyncio.sleep(3.5)  # group_expiry is the clock under test
-        assert await sender.group_members("room") == {reading, session}
-        result = await sender.group_send("room", {"type": "still"})
-        assert (result.sent_count, result.failed_count) == (2, 0)
-        async with asyncio.timeout(5):
-            assert await waiting == {"type": "still"}
-            assert await got.get() == {"type": "still"}
-    finally:
-        await layer.flush()
-        for each in (layer, sender):
-            await each.close()
-
-
-# 8b. A forked child is another process
-
-
-def test_a_forked_child_gets_its_own_identity():
-    layer = RedisChannelLayer(hosts=[REDIS_URL], prefix=prefix())
-    mine = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)("room", mine)
-    context = multiprocessing.get_context("fork")
-    here, there = context.Pipe()
-    child = context.Process(target=forked_child, args=(layer, there))
-    child.start()
-    try:
-        assert here.poll(20), "no report from the forked child"
-        report = here.recv()
-        assert report["client_id"] != layer.client_id
-        assert layer.client_id not in report["channel"]
-        assert async_to_sync(layer.new_channel)() != report["channel"]
-        members = async_to_sync(layer.group_members)("room")
-        assert members == {mine, report["channel"]}
-        async_to_sync(layer.send)(report["channel"], {"type": "to-child"})
-        assert here.poll(10)
-        assert here.recv() == {"type": "to-child"}
-        here.send("done")
-        child.join(20)
-        assert child.exitcode == 0
-        assert async_to_sync(layer.group_members)("room") == {mine}
-    finally:
-        if child.is_alive():
-            child.kill()
-            child.join(10)
-        async_to_sync(layer.flush)()
-        async_to_sync(layer.close)()
-
-
-# 8c. SIGTERM: members leave at once
-
-
-@pytest.mark.parametrize("mode", ["sigterm-hook", "graceful"])
-async def test_members_leave_within_1_s_of_sigterm(mode):
-    """presence_timeout=10, so only leaving on the way out can be this quick:
-    leave_on_sigterm() in a plain process, the exit hook in a server-like one."""
-    name = prefix()
-    observer = RedisChannelLayer(hosts=[REDIS_URL], prefix=name)
-    child, channel = await child_process(mode, name, 10)
-    try:
-        assert await observer.group_members("room") == {channel}
-        terminate(child)
-        await until(lambda: members_are(observer, set()), 1, "members left")
-        async with asyncio.timeout(10):
-            code = await child.wait()
-        assert code == (0 if mode == "graceful" else -15)
-    finally:
-        await stop_child(child)
-        await observer.flush()
-        await observer.close()
-
-
-# 9. No stray ChannelFull while the receiver's acks are on their way
-
-
-async def test_a_received_message_frees_its_slot_before_anyone_hears_of_it():
-    """Capacity 1, receiver in another process: each message is sent as soon as
-    the previous one was reported received, and never finds the channel full."""
-    name = prefix()
-    sender = RedisChannelLayer(hosts=[REDIS_URL], prefix=name, capacity=1)
-    child, channel = await child_process("echo", name, 10)
-    try:
-        for n in range(300):
-            await sender.send(channel, {"type": "m", "n": n})  # ChannelFull fails
-            async with asyncio.timeout(10):
-                assert int(await child.stdout.readline()) == n
-    finally:
-        await stop_child(child)
-        await sender.flush()
-        await sender.close()

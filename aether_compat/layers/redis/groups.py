@@ -180,7 +180,7 @@ class Groups:
         sent, errors, purge = 0, [], []
         for (box, _), result in zip(tagged, results, strict=True):
             if isinstance(result, Exception):
-                errors.append(MemberUnreachable(channel_name(box, None), repr(result)))
+                errors += self._unreachable(box, group, skip, result)
             elif box.startswith("c."):
                 sent += result
                 if not result:
@@ -194,6 +194,21 @@ class Groups:
         if purge:
             await self._connections.execute([(gtag, command("ZREM", procs, *purge))])
         return SendResult.of(sent, errors)
+
+    def _unreachable(
+        self, box: str, group: str, skip: list[str], exc: Exception
+    ) -> list[Exception]:
+        """The failures of a box whose host failed: one per member where they are
+        known (this instance's own), else one naming the box."""
+        reason = f"Redis at {self._connections.host_of(box)} failed: {exc!r}"
+        if box != self._box:
+            return [MemberUnreachable(channel_name(box, None), reason)]
+        cutoff, skipped = self._cutoff(), set(skip)
+        return [
+            MemberUnreachable(channel_name(box, token), reason)
+            for token, joined in self._presence.members_of(group)
+            if joined >= cutoff and f"{box} {token}" not in skipped
+        ]
 
     def _delivery(self, box: str, group: str, data: bytes, skip: list[str]) -> Any:
         base = box_base(self.prefix, box)
