@@ -18,6 +18,10 @@ sit in one Redis Cluster slot, and placement on several hosts is by that tag too
     <prefix>:{c.<name>}:q    list  a plain channel's messages
     <prefix>:{c.<name>}:c    string  its capacity, only where it is not the default
     <prefix>:{g.<group>}:p   zset  box -> latest join time (ms): where g has members
+                                   (a box leaves it with its last member; empty
+                                   sorted sets vanish, so no key outlives them)
+
+Every key continues `<prefix>:{`, which is what `flush()` matches (`scan_pattern`).
 """
 
 import re

@@ -11,7 +11,8 @@ A pump whose event loop stopped running (not closed: just not run any more) is
 "retired" when a receiver on another loop starts a new one: the new pump first
 kills the old one's connection (`fence`), so a `BLMOVE` still parked there cannot
 take the next message, then recovers what it had in flight. Should the old loop
-run again, the retired pump ends without delivering or sending anything.
+run again, the retired pump ends without delivering or sending anything. (On a
+Cluster the pump holds no connection of its own, so there is nothing to fence.)
 """
 
 import asyncio
