@@ -5,6 +5,7 @@ its prefix, cancelled receives keep order. (Lifetimes and counts: the file
 test_redis_truth_lifetimes.py.)"""
 
 import asyncio
+import time
 
 import pytest
 import redis
@@ -118,8 +119,10 @@ def test_inbox_follows_the_loop_that_receives():
         try:
             channel = idle.run_until_complete(layer.new_channel())
             with server.client() as admin:
-                while blocked_clients(admin) < 1:  # the pump parks (deadline: 120 s)
-                    idle.run_until_complete(asyncio.sleep(0.01))
+                deadline = time.monotonic() + 10
+                while blocked_clients(admin) < 1:  # until the pump parks in BLMOVE
+                    assert time.monotonic() < deadline, "the pump never parked"
+                    idle.run_until_complete(asyncio.sleep(0.01))  # run it a little
 
             async def exchange(*numbers):
                 for n in numbers:
