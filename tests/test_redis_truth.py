@@ -5,6 +5,7 @@ its prefix, cancelled receives keep order. (Lifetimes and counts: the file
 test_redis_truth_lifetimes.py.)"""
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -12,7 +13,7 @@ import redis
 
 from aether_compat.layers import RedisChannelLayer
 from tests.conftest import REDIS_URL
-from tests.redis_servers import redis_server
+from tests.redis_servers import redis_server, wait_until
 from tests.redis_truth_support import (
     blocked_clients,
     child_process,
@@ -137,6 +138,43 @@ def test_inbox_follows_the_loop_that_receives():
         finally:
             idle.run_until_complete(idle.shutdown_asyncgens())
             idle.close()
+            asyncio.run(layer.close())
+            asyncio.run(sender.close())
+
+
+def test_inbox_leaves_a_loop_that_is_stuck():
+    """The pump's loop runs in another thread but is stuck in blocking code: a
+    receiver elsewhere takes the pump over within seconds; once the stuck loop
+    goes on, its old pump neither takes nor repeats a message."""
+    with redis_server() as server:
+        layer = RedisChannelLayer(hosts=[server.url], prefix="t")
+        sender = RedisChannelLayer(hosts=[server.url], prefix="t")
+        stuck, release = asyncio.new_event_loop(), threading.Event()
+        thread = threading.Thread(target=stuck.run_forever, daemon=True)
+        thread.start()
+        try:
+            made = asyncio.run_coroutine_threadsafe(layer.new_channel(), stuck)
+            channel = made.result(10)
+            with server.client() as admin:
+                wait_until(lambda: blocked_clients(admin) >= 1, 10, "pump parked")
+            stuck.call_soon_threadsafe(release.wait)  # blocking code on that loop
+
+            async def exchange(*numbers):
+                for n in numbers:
+                    await sender.send(channel, {"type": "m", "n": n})
+                return [(await receive(layer, channel, 10))["n"] for _ in numbers]
+
+            assert asyncio.run(exchange(0)) == [0]
+            release.set()
+            assert asyncio.run(exchange(1, 2)) == [1, 2]
+            with pytest.raises(TimeoutError):
+                asyncio.run(receive(layer, channel, within=0.3))
+        finally:
+            release.set()
+            stuck.call_soon_threadsafe(stuck.stop)
+            thread.join(10)
+            stuck.run_until_complete(stuck.shutdown_asyncgens())
+            stuck.close()
             asyncio.run(layer.close())
             asyncio.run(sender.close())
 

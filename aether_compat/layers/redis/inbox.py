@@ -3,8 +3,9 @@ pump (Redis -> local buffers), the sweeper (expiry) and the ack flusher (capacit
 counts back in Redis). Presence has a thread of its own (beat.py).
 
 The tasks run on the event loop that first needed them, and follow the receivers:
-if that loop closes or stops running (while a receiver waits on another loop), the
-next receiver starts them again on its own loop.
+if that loop closes, stops running, or is stuck (it answers no callback for a
+second) while a receiver waits on another loop, that receiver starts them again on
+its own loop (see pump.py for how the old pump is fenced off).
 """
 
 import asyncio
@@ -28,6 +29,7 @@ from .util import (
     logger,
     now_ms,
     raise_if_cancelling,
+    responsive,
 )
 
 _JOBS = ("pump", "sweeper")
@@ -51,6 +53,7 @@ class Inbox:
         self._lock = threading.Lock()
         self._running_on: asyncio.AbstractEventLoop | None = None
         self._pump_object: Pump | None = None
+        self._stuck: asyncio.AbstractEventLoop | None = None  # runs, answers nothing
         self._owed: dict[str, int] = {}  # token -> acks sent ahead of the take
 
     def ensure_running(self) -> bool:
@@ -62,21 +65,23 @@ class Inbox:
         with self._lock:
             pump = self._tasks.get("pump")
             if _alive(pump) and pump.get_loop() is not loop:
-                if pump.get_loop().is_running():
+                there = pump.get_loop()
+                if there.is_running() and there is not self._stuck:
                     return False
-                self._retire(pump.get_loop())  # stopped: the jobs come here
+                self._retire(there)  # stopped or stuck: the jobs come here
             for name in _JOBS:
                 task = self._tasks.get(name)
                 if not _alive(task) or task.get_loop() is not loop:
                     task = loop.create_task(self._job(name), name=f"aether-{name}")
                     task.add_done_callback(self._job_ended)
                     self._tasks[name] = task
-            self._running_on = loop
+            self._running_on, self._stuck = loop, None
             return True
 
     async def wait(self, channel: str) -> None:
         """Wait for a message of `channel` (or for the pump to stop); while the
-        pump runs on another loop, look again now and then whether it still does."""
+        pump runs on another loop, look again now and then whether that loop still
+        runs and answers (a loop stuck in blocking code does not)."""
         if self.ensure_running():
             await self.local.wait(channel)
             return
@@ -84,7 +89,10 @@ class Inbox:
             async with asyncio.timeout(RECHECK_SECONDS):
                 await self.local.wait(channel)
         except TimeoutError:
-            pass
+            pump = self._tasks.get("pump")
+            there = None if pump is None else pump.get_loop()
+            if there is not None and not await responsive(there, RECHECK_SECONDS):
+                self._stuck = there
 
     def _job(self, name: str) -> Awaitable[None]:
         if name != "pump":
