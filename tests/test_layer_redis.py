@@ -190,16 +190,17 @@ async def test_unread_expiry_leaves_groups_once_the_reader_stopped(make_redis):
 
 
 async def test_members_of_a_silent_instance_vanish_and_count_as_failures(make_redis):
-    """An instance that stops announcing itself (here: its tasks stopped, as a crash
-    would) leaves group_members within presence_timeout; the next group_send counts
-    its members as unreachable once, then they are purged."""
+    """An instance that stops announcing itself (here: its heartbeat stopped without
+    leaving, as a crash would; close() leaves at once) leaves group_members within
+    presence_timeout; the next group_send counts its members as unreachable once,
+    then they are purged."""
     alive, dying = make_redis(), make_redis(presence_timeout=1)
     survivor = await alive.new_channel()
     lost = await dying.new_channel()
     await alive.group_add("g", survivor)
     await dying.group_add("g", lost)
     assert await alive.group_members("g") == {survivor, lost}
-    await dying.close()
+    await asyncio.wrap_future(dying._beat.stop())
     for _ in range(30):  # presence expiry is the clock under test
         if await alive.group_members("g") == {survivor}:
             break

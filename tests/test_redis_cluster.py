@@ -63,7 +63,7 @@ async def test_dead_process_leaves_cluster_groups(cluster):
         survivor, lost = await a.new_channel(), await b.new_channel()
         await a.group_add("room:p", survivor)
         await b.group_add("room:p", lost)
-        await b.close()
+        await asyncio.wrap_future(b._beat.stop())  # as a crash: no beat, no leaving
         for _ in range(40):  # presence expiry is the clock under test
             if await a.group_members("room:p") == {survivor}:
                 break
@@ -71,7 +71,14 @@ async def test_dead_process_leaves_cluster_groups(cluster):
         result = await a.group_send("room:p", {"type": "x"})
         assert (result.sent_count, result.failed_count) == (1, 1)
         assert await a.group_send("room:p", {"type": "x"}) == SendResult(1, 0)
+        c = cluster_layer(cluster)
+        leaving = await c.new_channel()
+        await c.group_add("room:p", leaving)
+        assert await a.group_members("room:p") == {survivor, leaving}
+        await c.close()  # a closed layer leaves at once
+        assert await a.group_members("room:p") == {survivor}
     finally:
+        await b.close()
         await a.flush()
         await a.close()
 

@@ -4,10 +4,13 @@
   new_channel, group_add/discard/send/members, flush, close).
 - `groups.py`: memberships, counted fan-out and member listing.
 - `inbox.py`: the background work for this instance's own channels (the pump, the
-  presence heartbeat, the expiry sweeper, the ack flusher) and session calls;
+  expiry sweeper, the ack flusher) and session calls;
   `pump.py` is the loop that moves the inbox out of Redis, `local.py` the
   in-process buffers where it lands until `receive()` takes it.
-- `presence.py`: the process's live key and the memberships it re-announces.
+- `presence.py`: the process's live key, the memberships it re-announces and the
+  discards it retries; `beat.py` the heartbeat thread that keeps them in Redis
+  (no event loop needed); `lifecycle.py` fork, exit and SIGTERM.
+- `plain.py`: receiving on plain channels (their own list, no local buffer).
 - `connections.py`: redis-py clients per event loop and host, and batches of
   commands and scripts in one round trip per host.
 - `config.py`: the settings (hosts, checks, encryption, timing rules).
@@ -16,5 +19,6 @@
 """
 
 from .layer import RedisChannelLayer
+from .lifecycle import leave_now, leave_on_sigterm
 
-__all__ = ["RedisChannelLayer"]
+__all__ = ["RedisChannelLayer", "leave_now", "leave_on_sigterm"]

@@ -9,11 +9,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from redis import Redis as SyncRedis
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster as SyncCluster
+from redis.retry import Retry as SyncRetry
+from redis.sentinel import Sentinel as SyncSentinel
 
 from .util import logger
 
@@ -56,6 +60,27 @@ class Host:
             options.setdefault("max_connections", PARKED_CONNECTIONS)
             return RedisCluster.from_url(options.pop("address"), **options)
         return Redis(connection_pool=self._pool(options, blocking))
+
+    def connect_sync(self) -> Any:
+        """A redis-py client without an event loop, for the presence thread: the
+        same address and timeouts as `connect`, no retries by redis-py."""
+        options = dict(self.options)
+        options.setdefault("socket_timeout", COMMAND_TIMEOUT)
+        options.setdefault("socket_connect_timeout", COMMAND_TIMEOUT)
+        options.setdefault("socket_keepalive", True)
+        options["retry"] = SyncRetry(NoBackoff(), 0)
+        options["decode_responses"] = False
+        if self.kind == "cluster":
+            return SyncCluster.from_url(options.pop("address"), **options)
+        if self.kind == "sentinel":
+            manager = SyncSentinel(
+                options.pop("sentinels"),
+                sentinel_kwargs=options.pop("sentinel_kwargs", None),
+            )
+            return manager.master_for(options.pop("master_name"), **options)
+        if self.kind == "url":
+            return SyncRedis.from_url(options.pop("address"), **options)
+        return SyncRedis(**options)
 
     def _pool(self, options: dict[str, Any], blocking: bool) -> ConnectionPool:
         """Commands wait for a free connection (redis-py's plain pool raises at its

@@ -149,3 +149,24 @@ end
 return out
 """,
 )
+
+# KEYS: a sorted set of members (a box's members of a group, or a group's boxes).
+# ARGV: member, leave time in ms or '' (remove it whatever its join time), leave
+# time, and on one server only the group's box set and the box: the box leaves it
+# when it has no members left, unless it joined after the leave time.
+# Returns how many members KEYS[1] has left.
+LEAVE = Script(
+    "leave",
+    """
+local function drop(key, member, at)
+  local joined = redis.call('ZSCORE', key, member)
+  if joined and (at == '' or tonumber(joined) <= tonumber(at)) then
+    redis.call('ZREM', key, member)
+  end
+end
+drop(KEYS[1], ARGV[1], ARGV[2])
+local left = redis.call('ZCARD', KEYS[1])
+if left == 0 and ARGV[4] then drop(ARGV[4], ARGV[5], ARGV[3]) end
+return left
+""",
+)

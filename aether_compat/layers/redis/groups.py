@@ -23,6 +23,7 @@ from .group_scripts import (
     MEMBERS_PROC,
 )
 from .keys import box_base, channel_name, group_key, group_tag, route
+from .presence import leave_steps
 from .util import REDIS_FAILURES, Parts, logger, now_ms
 
 Sent = tuple[int, list[BaseException], dict[str, list[str]]]
@@ -49,7 +50,7 @@ class Groups:
         """Add (or refresh) a membership. A failure for this instance's own channel
         is remembered and announced again once Redis answers."""
         box, token = route(channel)
-        now = now_ms()
+        now = self._presence.join(group, box, token, now_ms())
         ttl = self.rules.group_expiry_ms
         procs = group_key(self.prefix, group)
         tagged = [
@@ -64,26 +65,35 @@ class Groups:
                 (box, command("PEXPIRE", members, ttl)),
             ]
         tagged += self._capacity_note(channel, box, token, ttl)
-        if box == self._box:
-            self._presence.join(group, token, now)
         try:
             await self._connections.execute(tagged)
         except REDIS_FAILURES as exc:
             self.stats.redis_error(exc)
             if box != self._box:
+                if token is None:
+                    self._presence.forget_plain(group, box)
                 raise MemberUnreachable(
                     channel, f"Redis did not take it: {exc!r}"
                 ) from exc
             self._presence.dirty = True  # the heartbeat announces it again
 
-    async def discard(self, group: str, channel: str) -> None:
-        box, token = route(channel)
-        if box == self._box:
-            self._presence.leave(group, token)
+    async def discard(self, group: str, channel: str) -> bool:
+        """Remove a membership; False if Redis did not take it (the heartbeat
+        retries it: see presence.py)."""
+        member = (group, *route(channel))
+        at = self._presence.leave(member)
+        steps = leave_steps(
+            self.prefix, member, at, False, self._connections.one_server
+        )
         try:
-            await self._connections.execute([self._discard_command(group, box, token)])
-        except REDIS_FAILURES as exc:  # its messages expire; then it leaves
+            (left,) = await self._connections.execute(steps[:1])
+            if left == 0 and len(steps) > 1:
+                await self._connections.execute(steps[1:])
+        except REDIS_FAILURES as exc:
             self.stats.redis_error(exc)
+            return False
+        self._presence.left(member, at)
+        return True
 
     async def send(
         self,
@@ -196,7 +206,7 @@ class Groups:
         stored: dict[str, list[str]] = {}
         for (box, _), result in zip(tagged, results, strict=True):
             if isinstance(result, Exception):
-                errors.append(MemberUnreachable(channel_name(box, None), repr(result)))
+                errors += self._unreachable(box, group, skip, result)
             elif box.startswith("c."):
                 sent += result
                 if not result:
@@ -212,6 +222,21 @@ class Groups:
         if purge:
             await self._connections.execute([(gtag, command("ZREM", procs, *purge))])
         return sent, errors, stored
+
+    def _unreachable(
+        self, box: str, group: str, skip: list[str], exc: Exception
+    ) -> list[Exception]:
+        """The failures of a box whose host failed: one per member where they are
+        known (this instance's own), else one naming the box."""
+        reason = f"Redis at {self._connections.host_of(box)} failed: {exc!r}"
+        if box != self._box:
+            return [MemberUnreachable(channel_name(box, None), reason)]
+        cutoff, skipped = self._cutoff(), set(skip)
+        return [
+            MemberUnreachable(channel_name(box, token), reason)
+            for token, joined in self._presence.members_of(group)
+            if joined >= cutoff and f"{box} {token}" not in skipped
+        ]
 
     def _delivery(self, box: str, group: str, args: list[Any], skip: list[str]) -> Any:
         base = box_base(self.prefix, box)
@@ -251,7 +276,7 @@ class Groups:
         if not len(self._sessions):
             return [], []
         skip, calls = [], []
-        for token in list(self._presence.memberships.get(group, ())):
+        for token, _joined in self._presence.members_of(group):
             session = self._sessions.get(channel_name(self._box, token))
             if session is not None:
                 skip.append(f"{self._box} {token}")
@@ -270,14 +295,6 @@ class Groups:
         if token is None:
             return [(box, command("SET", base + "c", capacity, "PX", ttl))]
         return [(box, command("HSET", base + "c", token, capacity))]
-
-    def _discard_command(self, group: str, box: str, token: str | None) -> Any:
-        if token is None:
-            return (
-                group_tag(group),
-                command("ZREM", group_key(self.prefix, group), box),
-            )
-        return (box, command("ZREM", f"{box_base(self.prefix, box)}m:{group}", token))
 
     async def leave_all(self, channel: str) -> None:
         """Remove one of this instance's channels from every group it is in."""

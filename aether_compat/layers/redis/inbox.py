@@ -1,12 +1,15 @@
 """The inbox of one Redis layer instance and the tasks that keep it flowing: the
-pump (Redis -> local buffers), the heartbeat (presence), the sweeper (expiry) and
-the ack flusher (capacity counts back in Redis).
+pump (Redis -> local buffers), the sweeper (expiry) and the ack flusher (capacity
+counts back in Redis). Presence has a thread of its own (beat.py).
 
-The tasks run on the event loop that first needed them; if that loop closes, the
-next caller on another loop starts them again there.
+The tasks run on the event loop that first needed them, and follow the receivers:
+if that loop closes, stops running, or is stuck (it answers no callback for a
+second) while a receiver waits on another loop, that receiver starts them again on
+its own loop (see pump.py for how the old pump is fenced off).
 """
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Awaitable
 from typing import Any
@@ -26,9 +29,11 @@ from .util import (
     logger,
     now_ms,
     raise_if_cancelling,
+    responsive,
 )
 
-_JOBS = ("pump", "heartbeat", "sweeper")
+_JOBS = ("pump", "sweeper")
+RECHECK_SECONDS = 1.0  # how often a receiver looks whether the pump's loop still runs
 _NOT_TAKEN = "it expired, or could not be opened, before its process took it"
 _TOO_SLOW = "its sender did not return before the confirmation deadline"
 
@@ -42,7 +47,6 @@ class Inbox:
         self.local = LocalChannels()
         self.stats = parts.stats
         self._connections = parts.connections
-        self._presence = parts.presence
         self._groups = groups
         self._sessions = parts.sessions
         self._seal = parts.seal
@@ -52,21 +56,68 @@ class Inbox:
         self._lock = threading.Lock()
         self._running_on: asyncio.AbstractEventLoop | None = None
         self._pump_object: Pump | None = None
+        self._stuck: asyncio.AbstractEventLoop | None = None  # runs, answers nothing
+        self._owed: dict[str, int] = {}  # token -> acks sent ahead of the take
 
-    def ensure_running(self) -> None:
-        """Start whichever of the pump, heartbeat and sweeper is not running."""
+    def ensure_running(self) -> bool:
+        """Start the pump and the sweeper here unless they run on another loop that
+        is running; True if they run on this loop."""
         loop = asyncio.get_running_loop()
         if self._running_on is loop:
-            return
+            return True
         with self._lock:
-            self._running_on = loop
+            pump = self._tasks.get("pump")
+            if _alive(pump) and pump.get_loop() is not loop:
+                there = pump.get_loop()
+                if there.is_running() and there is not self._stuck:
+                    return False
+                self._retire(there)  # stopped or stuck: the jobs come here
             for name in _JOBS:
                 task = self._tasks.get(name)
-                if task is None or task.done() or task.get_loop().is_closed():
-                    job = getattr(self, "_" + name)
-                    task = loop.create_task(job(), name=f"aether-{name}")
+                if not _alive(task) or task.get_loop() is not loop:
+                    task = loop.create_task(self._job(name), name=f"aether-{name}")
                     task.add_done_callback(self._job_ended)
                     self._tasks[name] = task
+            self._running_on, self._stuck = loop, None
+            return True
+
+    async def wait(self, channel: str) -> None:
+        """Wait for a message of `channel` (or for the pump to stop); while the
+        pump runs on another loop, look again now and then whether that loop still
+        runs and answers (a loop stuck in blocking code does not)."""
+        if self.ensure_running():
+            await self.local.wait(channel)
+            return
+        try:
+            async with asyncio.timeout(RECHECK_SECONDS):
+                await self.local.wait(channel)
+        except TimeoutError:
+            pump = self._tasks.get("pump")
+            there = None if pump is None else pump.get_loop()
+            if there is not None and not await responsive(there, RECHECK_SECONDS):
+                self._stuck = there
+
+    def _job(self, name: str) -> Awaitable[None]:
+        if name != "pump":
+            return self._sweeper()
+        retired = self._pump_object  # one that never ended: its loop stopped
+        if retired is not None:
+            retired.retired = True
+        pump = self._pump_object = Pump(
+            self.base,
+            lambda: self._connections.blocking_client(self.box),
+            self._deliver,
+            self.stats.redis_error,
+        )
+        return self._pump(pump, retired)
+
+    def _retire(self, there: asyncio.AbstractEventLoop) -> None:
+        """Cancel the jobs of a loop that stopped running (they end when it runs
+        again, if ever); its pump is retired and fenced off by the next one."""
+        for name in _JOBS:
+            task = self._tasks.pop(name, None)
+            if task is not None and not task.done() and not there.is_closed():
+                there.call_soon_threadsafe(task.cancel)
 
     def _job_ended(self, task: asyncio.Task[Any]) -> None:
         self._running_on = None  # the next caller checks them all again
@@ -97,6 +148,45 @@ class Inbox:
 
     # Acks: counts of received or expired messages, taken back in Redis
 
+    def drain_acks(self) -> dict[str, int]:
+        """The acks to send now, less those already taken back ahead."""
+        acks = self.local.drain_acks()
+        for token in [t for t in self._owed if t in acks]:
+            settled = min(self._owed[token], acks[token])
+            self._owed[token] -= settled
+            acks[token] -= settled
+            if not self._owed[token]:
+                del self._owed[token]
+            if not acks[token]:
+                del acks[token]
+        return acks
+
+    async def ack_ahead(self, token: str) -> None:
+        """Take back in Redis the count of the message a receive is about to take
+        from a channel that may look full (and the acks pending), so whoever hears
+        of that message next never finds the channel full. The message is taken
+        only after this returns: cancelling it loses nothing."""
+        acks = self.drain_acks()
+        acks[token] = acks.get(token, 0) + 1
+        task = asyncio.ensure_future(self._connections.execute(self._ack_batch(acks)))
+        task.add_done_callback(lambda done: self._acked_ahead(done, acks, token))
+        with contextlib.suppress(*REDIS_FAILURES):  # then it goes as usual
+            await asyncio.shield(task)
+
+    def _acked_ahead(self, task: "asyncio.Future[Any]", acks: dict, token: str) -> None:
+        if task.cancelled() or task.exception() is not None:
+            acks[token] -= 1
+            self.restore_acks({t: n for t, n in acks.items() if n})
+            if isinstance(task.exception(), REDIS_FAILURES):
+                self.stats.redis_error(task.exception())
+        else:  # the take (or expiry) of that message acks it again: owed
+            self._owed[token] = self._owed.get(token, 0) + 1
+
+    def clear(self) -> None:
+        """Forget buffered messages and acks (flush)."""
+        self.local.clear()
+        self._owed.clear()
+
     def restore_acks(self, acks: dict[str, int]) -> None:
         """Put back acks whose command failed; they go with the next flush."""
         for token, count in acks.items():
@@ -112,7 +202,7 @@ class Inbox:
         failures = 0
         while self.local.acks:
             raise_if_cancelling()
-            acks = self.local.drain_acks()
+            acks = self.drain_acks()
             try:
                 await self._connections.execute(self._ack_batch(acks))
                 failures = 0
@@ -130,24 +220,15 @@ class Inbox:
 
     # The jobs
 
-    async def _pump(self) -> None:
-        pump = Pump(
-            self.base,
-            lambda: self._connections.blocking_client(self.box),
-            self._deliver,
-            self.stats.redis_error,
-        )
-        self._pump_object = pump
+    async def _pump(self, pump: Pump, retired: Pump | None) -> None:
         try:
+            if retired is not None:
+                await retired.fence(self._connections.command_client(self.box))
             await pump.run()
         finally:
-            self._pump_object = None
+            if self._pump_object is pump:
+                self._pump_object = None
             self.local.wake_all()  # a reader elsewhere restarts the pump
-
-    async def _heartbeat(self) -> None:
-        await self._presence.heartbeat(
-            self._connections.execute, lambda: self.stats.redis_error(None)
-        )
 
     async def _sweeper(self) -> None:
         """Drop buffered messages at their deadline, freeing their capacity; a channel
@@ -258,6 +339,10 @@ class Inbox:
             )
         except REDIS_FAILURES as exc:  # the broadcaster counts us as silent
             self.stats.redis_error(exc)
+
+
+def _alive(task: "asyncio.Task[Any] | None") -> bool:
+    return task is not None and not task.done() and not task.get_loop().is_closed()
 
 
 def format_acks(acks: dict[str, int]) -> str:

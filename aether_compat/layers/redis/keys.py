@@ -18,6 +18,10 @@ sit in one Redis Cluster slot, and placement on several hosts is by that tag too
     <prefix>:{c.<name>}:q    list  a plain channel's messages
     <prefix>:{c.<name>}:c    string  its capacity, only where it is not the default
     <prefix>:{g.<group>}:p   zset  box -> latest join time (ms): where g has members
+                                   (a box leaves it with its last member; empty
+                                   sorted sets vanish, so no key outlives them)
+
+Every key continues `<prefix>:{`, which is what `flush()` matches (`scan_pattern`).
 """
 
 import re
@@ -67,9 +71,10 @@ def group_tag(group: str) -> str:
 
 
 def scan_pattern(prefix: str) -> str:
-    """A SCAN MATCH pattern for exactly this prefix's keys (glob characters escaped,
-    and the ':' keeps prefix 'asgi' from matching 'asgi2')."""
-    return re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + ":*"
+    """A SCAN MATCH pattern for exactly this prefix's keys: glob characters are
+    escaped, and every key continues with ':{' (a prefix holds no braces), so
+    prefix 'asgi' matches neither 'asgi2:...' nor 'asgi:chat:{...' keys."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + ":{*"
 
 
 def encode_item(deadline_ms: int, tokens: str, payload: bytes) -> bytes:

@@ -10,7 +10,7 @@ stop at the package's edge: receive() retries with backoff, sends report them.
 import asyncio
 import itertools
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from re import Pattern
 from typing import Any
 
@@ -18,22 +18,18 @@ from ...errors import ChannelFull, MemberUnreachable
 from ...results import SendResult
 from .. import codec
 from ..base import AetherLayer
-from .config import BLOCK_SECONDS, HostSpec, Rules, Seal, check_settings, parse_hosts
+from .beat import Beat
+from .config import HostSpec, Rules, Seal, check_settings, parse_hosts
 from .confirm import Request
-from .connections import Connections, run_batch, script
+from .connections import Connections, script
 from .groups import GONE, Groups
 from .inbox import Inbox, format_acks
-from .keys import Route, box_base, decode_item, route, scan_pattern
+from .keys import Route, box_base, route, scan_pattern
+from .lifecycle import Readers, track
+from .plain import PlainReceiver
 from .presence import Presence
-from .scripts import SEND_PLAIN, SEND_PROC, TAKE_PLAIN
-from .util import (
-    REDIS_FAILURES,
-    Parts,
-    RedisLayerStats,
-    backoff,
-    now_ms,
-    raise_if_cancelling,
-)
+from .scripts import SEND_PLAIN, SEND_PROC
+from .util import REDIS_FAILURES, Parts, RedisLayerStats, now_ms
 
 
 class RedisChannelLayer(AetherLayer):
@@ -65,19 +61,34 @@ class RedisChannelLayer(AetherLayer):
         self.prefix = prefix
         self.presence_timeout = presence_timeout
         self.hosts = parse_hosts(hosts)
-        self.client_id = secrets.token_hex(6)
         self.stats = RedisLayerStats()
+        self._seal = Seal(symmetric_encryption_keys)
+        self._readers = Readers()
+        self._new_identity()
+        track(self)
+
+    def _new_identity(self) -> None:
+        """Everything that names this instance in Redis, and the state tied to it."""
+        self.client_id = secrets.token_hex(6)
         self._box = "p." + self.client_id
         self._names = itertools.count(1)
         self._announced = False
         self._routes: dict[str, Route] = {}
-        self._seal = Seal(symmetric_encryption_keys)
-        self._presence = Presence(prefix, self._box, presence_timeout, group_expiry)
+        self._presence = Presence(
+            self.prefix, self._box, self.presence_timeout, self.group_expiry
+        )
         self._connections = Connections(self.hosts, self._stop_tasks_on)
         self._assemble()
 
+    def _after_fork_in_child(self) -> None:
+        """A forked child is another process: a new identity, nothing inherited
+        (the parent's sessions, buffers, loops and connections are the parent's)."""
+        self.sessions = type(self.sessions)()
+        self._readers = Readers()
+        self._new_identity()
+
     def _assemble(self) -> None:
-        """Build the groups and the inbox over the parts they share."""
+        """Build the groups, the inbox and the heartbeat over the parts they share."""
         self._rules = Rules(
             expiry_ms=int(self.expiry * 1000),
             group_expiry_ms=int(self.group_expiry * 1000),
@@ -96,6 +107,22 @@ class RedisChannelLayer(AetherLayer):
         )
         self._groups = Groups(parts)
         self._inbox = Inbox(parts, self._groups)
+        self._plain = PlainReceiver(
+            self.prefix, self._connections, self._seal, self.stats, self._inbox.own
+        )
+        self._beat = Beat(
+            self.hosts,
+            self._presence,
+            self._connections.shard,
+            self._connections.one_server,
+            self._live_check,
+            self.stats.redis_error,
+        )
+
+    def _live_check(self) -> Callable[[str], bool]:
+        """Whether a channel is in use now: received on, or a registered session."""
+        live, sessions = self._readers.snapshot(), self.sessions
+        return lambda name: name in live or sessions.get(name) is not None
 
     # Channels API: direct messages
 
@@ -112,7 +139,7 @@ class RedisChannelLayer(AetherLayer):
         capacity = self._capacity(channel)
         acks: dict[str, int] = {}
         if token is not None and box == self._box:
-            acks = self._inbox.local.drain_acks()  # ours first: a freed slot shows
+            acks = self._inbox.drain_acks()  # ours first: a freed slot shows
         command = self._send_command(box, token, capacity, payload, acks)
         try:
             result = (await self._connections.execute([command]))[-1]
@@ -155,22 +182,27 @@ class RedisChannelLayer(AetherLayer):
                 self._routes.clear()
             known = self._routes[channel] = route(channel)
         box, token = known
-        if token is None:
-            return await self._receive_plain(box)
-        if box != self._box:
+        if token is not None and box != self._box:
             raise ValueError(
                 f"channel {channel!r} belongs to another layer instance: only the "
                 "instance whose new_channel() made it can receive on it"
             )
-        local = self._inbox.local
-        while True:
-            payload = local.take(channel, now_ms())
-            if payload is not None or local.acks:  # expired ones were dropped
-                self._inbox.flush_acks_soon()
-            if payload is not None:
-                return codec.decode(payload)
-            self._inbox.ensure_running()
-            await local.wait(channel)
+        self._readers.enter(channel)  # a channel received on keeps its groups
+        try:
+            if token is None:
+                return await self._plain.receive(box)
+            local = self._inbox.local
+            while True:
+                if self._may_look_full(channel, token):
+                    await self._inbox.ack_ahead(token)
+                payload = local.take(channel, now_ms())
+                if payload is not None or local.acks:  # expired ones were dropped
+                    self._inbox.flush_acks_soon()
+                if payload is not None:
+                    return codec.decode(payload)
+                await self._inbox.wait(channel)
+        finally:
+            self._readers.leave(channel)
 
     async def new_channel(self, prefix: str = "specific") -> str:
         """A name of this instance's inbox; never repeats, even after `random.seed`."""
@@ -180,6 +212,7 @@ class RedisChannelLayer(AetherLayer):
                 self._announced = True
             except REDIS_FAILURES as exc:  # the heartbeat announces it later
                 self.stats.redis_error(exc)
+        self._beat.ensure()
         self._inbox.ensure_running()
         return f"{prefix}.{self.client_id}!{next(self._names):x}"
 
@@ -189,13 +222,16 @@ class RedisChannelLayer(AetherLayer):
         """Add (or refresh) a membership; see `Groups.add`."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
+        self._beat.ensure()  # it announces the membership again if Redis loses it
         await self._groups.add(group, channel)
 
     async def group_discard(self, group: str, channel: str) -> None:
-        """Remove a membership; absent members are fine."""
+        """Remove a membership; absent members are fine. If Redis does not take it,
+        the heartbeat retries until it does (it never stays a ghost member)."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
-        await self._groups.discard(group, channel)
+        if not await self._groups.discard(group, channel):
+            self._beat.poke()
 
     async def group_send(
         self, group: str, message: dict[str, Any], *, confirm: bool | float = False
@@ -234,67 +270,47 @@ class RedisChannelLayer(AetherLayer):
     async def flush(self) -> None:
         """Delete every key of this prefix (SCAN + UNLINK, never KEYS) and forget
         local state. Meant for tests: other processes re-announce their members."""
-        await self._stop_tasks_on(asyncio.get_running_loop())  # no re-announcing
+        await asyncio.wrap_future(self._beat.stop())  # no re-announcing meanwhile
+        await self._stop_tasks_on(asyncio.get_running_loop())
         self._presence.forget_all()
-        self._inbox.local.clear()
+        self._inbox.clear()
         await self._connections.delete_matching(scan_pattern(self.prefix))
         if self._announced:
             await self._connections.execute(self._presence.alive())
+            self._beat.ensure()
 
     async def close(self) -> None:
-        """Stop this instance's tasks and close the current loop's connections."""
+        """Take this instance out of Redis at once (its live key and memberships go,
+        so its members leave `group_members` now), stop its tasks and close the
+        current loop's connections. Using it again announces it again."""
+        await asyncio.to_thread(self.leave_now)
         await self._stop_tasks_on(asyncio.get_running_loop())
         self._inbox.stop_elsewhere()
         await self._connections.close_current()
+
+    def leave_now(self, timeout: float | None = None) -> None:
+        """Blocking: stop the heartbeat and take this instance's live key and
+        memberships out of Redis (close, exit and SIGTERM; see lifecycle.py)."""
+        self._beat.finish() if timeout is None else self._beat.finish(timeout)
+        self._announced = False
 
     async def close_pools(self) -> None:
         """channels_redis' name for `close()`."""
         await self.close()
 
-    # Internals: plain channels (their own list in Redis, no local buffer)
-
-    async def _receive_plain(self, box: str) -> dict[str, Any]:
-        queue = box_base(self.prefix, box) + "q"
-        failures = 0
-        while True:
-            raise_if_cancelling()
-            try:
-                item = await self._take_plain(box, queue)
-                if item is not None:
-                    return codec.decode(self._seal.open(decode_item(item)[2]))
-                client = self._connections.blocking_client(box)
-                await client.execute_command(
-                    "BLMOVE", queue, queue, "LEFT", "LEFT", BLOCK_SECONDS
-                )
-                failures = 0
-            except REDIS_FAILURES as exc:
-                raise_if_cancelling()
-                self.stats.redis_error(exc)
-                failures += 1
-                await asyncio.sleep(backoff(failures))
-
-    async def _take_plain(self, box: str, queue: str) -> bytes | None:
-        """Pop one message; if the receiver is cancelled meanwhile, the message goes
-        back to the head of the list instead of being lost."""
-        client = self._connections.command_client(box)
-        take = script(TAKE_PLAIN, [queue], [now_ms()])
-        task = asyncio.ensure_future(run_batch(client, [take]))
-        try:
-            (item,) = await asyncio.shield(task)
-        except asyncio.CancelledError:
-            task.add_done_callback(lambda done: self._put_back(client, queue, done))
-            raise
-        return item
-
-    def _put_back(self, client: Any, queue: str, done: asyncio.Future[Any]) -> None:
-        if done.cancelled() or done.exception() is not None or done.result()[0] is None:
-            return
-        self._inbox.own(client.lpush(queue, done.result()[0]))
-
     # Internals: the rest
 
     async def _stop_tasks_on(self, loop: asyncio.AbstractEventLoop) -> None:
         await self._inbox.stop(loop)
+
+    def _may_look_full(self, channel: str, token: str) -> bool:
+        """Whether senders may find `channel` full until its next message's ack
+        lands: what it buffers, plus acks not yet sent, reaches its capacity."""
+        local = self._inbox.local
+        buffered = local.count(channel)
+        if not buffered:
+            return False
+        return buffered + local.acks.get(token, 0) >= self._capacity(channel)
 
     def _capacity(self, channel: str) -> int:
         return self.get_capacity(channel) if self.channel_capacity else self.capacity

@@ -101,6 +101,9 @@ class LocalChannels:
     def has_messages(self, name: str) -> bool:
         return bool(self._buffers.get(name))
 
+    def count(self, name: str) -> int:
+        return len(self._buffers.get(name, ()))
+
     def clear(self) -> None:
         """Forget every buffered message (flush); their counts went with the keys."""
         with self._lock:

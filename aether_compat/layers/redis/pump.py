@@ -6,6 +6,13 @@ Each item it takes is first moved to an in-flight list (`BLMOVE`), and only
 removed from there by the next command after it was handed on. A pump cancelled
 mid-command (its event loop closed) or cut off from Redis therefore loses nothing:
 the next pump puts what is in flight back at the head of the inbox.
+
+A pump whose event loop stopped running (not closed: just not run any more) is
+"retired" when a receiver on another loop starts a new one: the new pump first
+kills the old one's connection (`fence`), so a `BLMOVE` still parked there cannot
+take the next message, then recovers what it had in flight. Should the old loop
+run again, the retired pump ends without delivering or sending anything. (On a
+Cluster the pump holds no connection of its own, so there is nothing to fence.)
 """
 
 import asyncio
@@ -15,7 +22,7 @@ from typing import Any
 from .config import BLOCK_SECONDS
 from .connections import command, run_batch, script
 from .scripts import PUMP_TAKE, RECOVER
-from .util import REDIS_FAILURES, backoff, raise_if_cancelling
+from .util import REDIS_FAILURES, backoff, logger, raise_if_cancelling
 
 BATCH = 100
 
@@ -39,12 +46,16 @@ class Pump:
         self._backlog = False
         self._connection: Any = None  # held for the pump's life (plain Redis only)
         self._pool: Any = None
+        self.server_id: int | None = None  # the held connection's CLIENT ID
+        self.retired = False
 
     async def run(self) -> None:
         failures = 0
         recovered = False
         while True:
             raise_if_cancelling()
+            if self.retired:
+                return
             try:
                 client = self._client()
                 if not recovered:
@@ -64,7 +75,7 @@ class Pump:
             except BaseException:
                 await asyncio.shield(self._drop_connection())
                 raise
-            if items:
+            if items and not self.retired:  # else the new pump recovers them
                 await self._deliver(items)
 
     async def _recover(self, client: Any) -> None:
@@ -97,13 +108,26 @@ class Pump:
         if self._connection is None:
             self._pool = client.connection_pool
             self._connection = await self._pool.get_connection()
+            await self._connection.send_command("CLIENT", "ID")
+            self.server_id = await self._connection.read_response()
         connection = self._connection
+        if self.retired:
+            return [*([None] * (len(words) - 1)), 0]  # nothing taken, no backlog
         await connection.send_packed_command(connection.pack_commands(words))
         replies = []
         for _ in words:
             raise_if_cancelling()  # before a read that may block for BLOCK_SECONDS
             replies.append(await connection.read_response())
         return replies
+
+    async def fence(self, client: Any) -> None:
+        """Kill this (retired) pump's connection in Redis, from another loop."""
+        if self.server_id is None:
+            return
+        try:
+            await client.execute_command("CLIENT", "KILL", "ID", self.server_id)
+        except REDIS_FAILURES as exc:  # it is gone already, or CLIENT is refused
+            logger.warning("could not cut the connection of a stopped pump: %r", exc)
 
     async def abort(self) -> None:
         """Close the held connection, so a read that ignored its cancel ends now."""

@@ -1,7 +1,9 @@
 """Small helpers every part of the Redis layer uses: its logger, the clock, the
-retry pace, the cancellation check, and which exceptions mean "Redis failed"."""
+retry pace, the cancellation check, whether another thread's event loop answers,
+and which exceptions mean "Redis failed"."""
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -40,6 +42,29 @@ def raise_if_cancelling() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+async def responsive(loop: asyncio.AbstractEventLoop, within: float) -> bool:
+    """Whether `loop` (another thread's) runs a callback within `within` seconds."""
+    here = asyncio.get_running_loop()
+    answered = here.create_future()
+
+    def answer() -> None:  # on `loop`
+        with contextlib.suppress(RuntimeError):  # the asking loop closed meanwhile
+            here.call_soon_threadsafe(_settle, answered)
+
+    try:
+        loop.call_soon_threadsafe(answer)
+        async with asyncio.timeout(within):
+            await answered
+    except (RuntimeError, TimeoutError):  # closed, or stuck
+        return False
+    return True
+
+
+def _settle(future: "asyncio.Future[None]") -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 @dataclass
