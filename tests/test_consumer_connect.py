@@ -109,3 +109,26 @@ async def test_an_alias_missing_from_the_settings_is_named():
 
     with pytest.raises(ImproperlyConfigured, match="'missing'"):
         await communicator_of(MissingLayerConsumer).connect()
+
+
+@pytest.fixture
+async def short_lived_layer(make_layer):
+    """A layer whose memberships expire after one second, made the default."""
+    made = make_layer(group_expiry=1)
+    with as_default_layer(made):
+        yield made
+
+
+async def test_a_connected_consumer_outlives_group_expiry(short_lived_layer):
+    """A consumer that stays connected keeps its groups past `group_expiry` (a
+    dashboard open for days): it is still a member, and still receives."""
+    alice = communicator_of(RoomsConsumer)
+    assert (await alice.connect())[0]
+    try:
+        await asyncio.sleep(1.5)  # past group_expiry: the clock is the subject here
+        assert len(await Channels.group_members("room:first")) == 1
+        result = await Channels.group("room:first").broadcast("still here")
+        assert (result.sent_count, result.failed_count) == (1, 0)
+        assert await alice.receive_from(2) == "still here"
+    finally:
+        await alice.disconnect()

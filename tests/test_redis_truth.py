@@ -12,9 +12,9 @@ import pytest
 import redis
 
 from aether_compat.layers import RedisChannelLayer
-from tests.conftest import REDIS_URL
-from tests.redis_servers import redis_server, wait_until
-from tests.redis_truth_support import (
+from tests.support.layers import REDIS_URL
+from tests.support.redis_servers import redis_server, wait_until
+from tests.support.redis_truth import (
     blocked_clients,
     child_process,
     members_are,
@@ -26,7 +26,7 @@ from tests.redis_truth_support import (
     until,
     until_or_not,
 )
-from tests.tcp_proxy import tcp_proxy
+from tests.support.tcp_proxy import tcp_proxy
 
 pytestmark = pytest.mark.redis
 

@@ -12,9 +12,9 @@ from asgiref.sync import async_to_sync
 from aether_compat.layers import RedisChannelLayer
 from aether_compat.layers.redis.config import place
 from aether_compat.layers.redis.keys import group_tag
-from tests.conftest import REDIS_URL
-from tests.redis_servers import redis_server
-from tests.redis_truth_support import (
+from tests.support.layers import REDIS_URL
+from tests.support.redis_servers import redis_server
+from tests.support.redis_truth import (
     child_process,
     forked_child,
     members_are,

@@ -51,6 +51,7 @@ class Inbox:
         self._sessions = parts.sessions
         self._seal = parts.seal
         self._idle_ms = parts.rules.expiry_ms  # a reader this silent has stopped
+        self._prefix = parts.prefix
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._spare: set[asyncio.Task[Any]] = set()
         self._lock = threading.Lock()
@@ -335,7 +336,7 @@ class Inbox:
         data = answer(self.box, failures)
         try:
             await self._connections.execute(
-                answer_commands(self._presence.prefix, reply_id, data)
+                answer_commands(self._prefix, reply_id, data)
             )
         except REDIS_FAILURES as exc:  # the broadcaster counts us as silent
             self.stats.redis_error(exc)

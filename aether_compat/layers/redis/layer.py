@@ -16,6 +16,7 @@ from typing import Any
 
 from ...errors import ChannelFull, MemberUnreachable
 from ...results import SendResult
+from ...sessions import SessionTable
 from .. import codec
 from ..base import AetherLayer
 from .beat import Beat
@@ -83,7 +84,7 @@ class RedisChannelLayer(AetherLayer):
     def _after_fork_in_child(self) -> None:
         """A forked child is another process: a new identity, nothing inherited
         (the parent's sessions, buffers, loops and connections are the parent's)."""
-        self.sessions = type(self.sessions)()
+        self.sessions = SessionTable(self.sessions.decode, self.sessions.timeout)
         self._readers = Readers()
         self._new_identity()
 

@@ -10,9 +10,9 @@ import sys
 import uuid
 from pathlib import Path
 
-from tests.conftest import REDIS_URL
+from tests.support.layers import REDIS_URL
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def prefix() -> str:
@@ -71,14 +71,14 @@ def blocked_clients(client) -> int:
 
 
 async def child_process(mode: str, prefix: str, presence: float, seconds=None):
-    """Start tests/redis_truth_child.py; returns (process, its channel name)."""
+    """Start tests/support/redis_truth_child.py; returns (process, its channel name)."""
     args = [mode, REDIS_URL, prefix, str(presence)]
     if seconds is not None:
         args.append(str(seconds))
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.redis_truth_child",
+        "tests.support.redis_truth_child",
         *args,
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,

@@ -8,7 +8,8 @@ channel of its own, prints that channel's name as one line, then acts out a mode
   exits normally), so only the layer's exit hook can take its members out.
 - echo: capacity 1; prints the "n" of every message it receives, at once.
 
-Usage: python -m tests.redis_truth_child MODE REDIS_URL PREFIX PRESENCE [SECONDS]
+Usage:
+    python -m tests.support.redis_truth_child MODE REDIS_URL PREFIX PRESENCE [SECONDS]
 """
 
 import asyncio
