@@ -66,6 +66,14 @@ class Started:
         self.elsewhere: list[Session] = []  # on another loop, or busy: one by one
         self.index = 0  # the session the inline driver is at
 
+    def add(self, session: Session, outcome: Outcome) -> None:
+        if outcome is None:
+            self.sent += 1
+        elif isinstance(outcome, BaseException):
+            self.errors.append(outcome)
+        else:
+            self.pending[outcome] = session
+
 
 class SessionTable:
     """Maps channel names to their sessions in this process, and delivers to them."""
@@ -155,13 +163,7 @@ class SessionTable:
             started.sent += started.index - first - skipped
             first = started.index + 1
         for session in started.elsewhere:
-            outcome = self.start(session, payload, running)
-            if outcome is None:
-                started.sent += 1
-            elif isinstance(outcome, BaseException):
-                started.errors.append(outcome)
-            else:
-                started.pending[outcome] = session
+            started.add(session, self.start(session, payload, running))
         return started
 
     @types.coroutine

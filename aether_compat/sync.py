@@ -80,23 +80,19 @@ class SyncGroup:
         confirm: bool | float = False,
     ) -> SendResult:
         """Blocking `Group.broadcast`."""
-        return _run(
-            "group(...).broadcast",
-            functools.partial(self._group.broadcast, confirm=confirm),
-            message,
-            sender,
-        )
+        return self._blocking("broadcast", message, sender, confirm)
 
     def broadcast_binary(
         self, data: bytes, sender: str | None = None, *, confirm: bool | float = False
     ) -> SendResult:
         """Blocking `Group.broadcast_binary`."""
-        return _run(
-            "group(...).broadcast_binary",
-            functools.partial(self._group.broadcast_binary, confirm=confirm),
-            data,
-            sender,
-        )
+        return self._blocking("broadcast_binary", data, sender, confirm)
+
+    def _blocking(
+        self, name: str, body: Any, sender: str | None, confirm: bool | float
+    ) -> SendResult:
+        method = functools.partial(getattr(self._group, name), confirm=confirm)
+        return _run(f"group(...).{name}", method, body, sender)
 
     def __repr__(self) -> str:
         return f"SyncGroup({self.name!r})"

@@ -71,9 +71,7 @@ class InMemoryChannelLayer(AetherLayer):
         if type(channel) is not str or channel not in self._channels:
             self.require_valid_channel_name(channel)
         payload = codec.encode(message)
-        session = self.sessions.get(channel)
-        if session is not None:
-            await self.sessions.send(session, payload)
+        if await self._sent_to_session(channel, payload):
             return
         now = time.monotonic()
         with self._lock:

@@ -18,11 +18,10 @@ from .group_scripts import (
     DELIVER_PLAIN,
     DELIVER_PROC,
     GROUP_BOXES,
-    GROUP_MEMBERS,
     GROUP_SEND,
-    MEMBERS_PROC,
 )
 from .keys import box_base, channel_name, group_key, group_tag, route
+from .members import read_members
 from .presence import leave_steps
 from .util import REDIS_FAILURES, Parts, logger, now_ms
 
@@ -130,7 +129,9 @@ class Groups:
         that is alive (its heartbeat is at most `presence_timeout` old). Raises
         `MemberUnreachable` (naming the group) when Redis does not answer."""
         try:
-            return await self._members(group)
+            return await read_members(
+                self._connections, self.prefix, group, self._cutoff()
+            )
         except REDIS_FAILURES as exc:
             self.stats.redis_error(exc)
             reason = f"Redis at {self._host_of(group)} failed: {exc!r}"
@@ -138,37 +139,6 @@ class Groups:
 
     def _host_of(self, group: str) -> str:
         return self._connections.host_of(group_tag(group))
-
-    async def _members(self, group: str) -> set[str]:
-        cutoff = self._cutoff()
-        procs = group_key(self.prefix, group)
-        if self._connections.one_server:
-            args = [self.prefix, group, cutoff]
-            (flat,) = await self._connections.execute(
-                [(group_tag(group), script(GROUP_MEMBERS, [procs], args))]
-            )
-            return _members_from_flat(flat)
-        (boxes,) = await self._connections.execute(
-            [(group_tag(group), script(GROUP_BOXES, [procs], [cutoff]))]
-        )
-        boxes = [box.decode() for box in boxes]
-        tagged = [
-            (
-                box,
-                script(
-                    MEMBERS_PROC,
-                    [box_base(self.prefix, box) + "l"],
-                    [box_base(self.prefix, box), group, cutoff],
-                ),
-            )
-            for box in boxes
-            if box.startswith("p.")
-        ]
-        found = {channel_name(box, None) for box in boxes if box.startswith("c.")}
-        results = await self._connections.execute(tagged)
-        for (box, _), tokens in zip(tagged, results, strict=True):
-            found.update(channel_name(box, t.decode()) for t in tokens or ())
-        return found
 
     # Internals
 
@@ -309,16 +279,3 @@ class Groups:
 
     def _cutoff(self) -> int:
         return now_ms() - self.rules.group_expiry_ms
-
-
-def _members_from_flat(flat: list[Any]) -> set[str]:
-    found: set[str] = set()
-    index = 0
-    while index < len(flat):
-        box, count = flat[index].decode(), flat[index + 1]
-        tokens = flat[index + 2 : index + 2 + count]
-        if box.startswith("c."):
-            found.add(channel_name(box, None))
-        found.update(channel_name(box, t.decode()) for t in tokens)
-        index += 2 + count
-    return found

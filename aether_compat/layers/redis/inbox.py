@@ -14,11 +14,9 @@ import threading
 from collections.abc import Awaitable
 from typing import Any
 
-from ...sessions import Session
-from .confirm import Failure, answer, answer_commands, split_mark
 from .connections import Command, script
 from .groups import Groups
-from .keys import channel_name, decode_item, route
+from .handoff import Handoff
 from .local import LocalChannels
 from .pump import Pump
 from .scripts import ACK
@@ -26,7 +24,6 @@ from .util import (
     REDIS_FAILURES,
     Parts,
     backoff,
-    logger,
     now_ms,
     raise_if_cancelling,
     responsive,
@@ -34,8 +31,6 @@ from .util import (
 
 _JOBS = ("pump", "sweeper")
 RECHECK_SECONDS = 1.0  # how often a receiver looks whether the pump's loop still runs
-_NOT_TAKEN = "it expired, or could not be opened, before its process took it"
-_TOO_SLOW = "its sender did not return before the confirmation deadline"
 
 
 class Inbox:
@@ -51,7 +46,7 @@ class Inbox:
         self._sessions = parts.sessions
         self._seal = parts.seal
         self._idle_ms = parts.rules.expiry_ms  # a reader this silent has stopped
-        self._prefix = parts.prefix
+        self._handoff = Handoff(parts, self.local, self.own)
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._spare: set[asyncio.Task[Any]] = set()
         self._lock = threading.Lock()
@@ -148,6 +143,28 @@ class Inbox:
                 task.get_loop().call_soon_threadsafe(task.cancel)
 
     # Acks: counts of received or expired messages, taken back in Redis
+
+    async def take(self, channel: str, token: str, capacity: int) -> bytes:
+        """The next message of one of this instance's channels, waiting as long
+        as it takes; what it takes or drops is acked back to Redis."""
+        local = self.local
+        while True:
+            if self.may_look_full(channel, token, capacity):
+                await self.ack_ahead(token)
+            payload = local.take(channel, now_ms())
+            if payload is not None or local.acks:  # expired ones were dropped
+                self.flush_acks_soon()
+            if payload is not None:
+                return payload
+            await self.wait(channel)
+
+    def may_look_full(self, channel: str, token: str, capacity: int) -> bool:
+        """Whether senders may find `channel` full until its next message's ack
+        lands: what it buffers, plus acks not yet sent, reaches its capacity."""
+        buffered = self.local.count(channel)
+        if not buffered:
+            return False
+        return buffered + self.local.acks.get(token, 0) >= capacity
 
     def drain_acks(self) -> dict[str, int]:
         """The acks to send now, less those already taken back ahead."""
@@ -246,100 +263,9 @@ class Inbox:
                 self.flush_acks_soon()
 
     async def _deliver(self, items: list[bytes]) -> None:
-        """Hand items to buffers and sessions; never waits for a session."""
-        now = now_ms()
-        running = asyncio.get_running_loop()
-        for item in items:
-            try:
-                self._deliver_item(item, now, running)
-            except Exception:  # a bug here must not stop the process's inbox
-                logger.exception("could not deliver an item of %s", self.base)
+        self._handoff.deliver(items)
         if self.local.acks:
             self.flush_acks_soon()
-
-    def _deliver_item(
-        self, item: bytes, now: int, running: asyncio.AbstractEventLoop
-    ) -> None:
-        try:
-            deadline, tokens, data = decode_item(item)
-        except ValueError:  # not written by this layer: skip, do not crash
-            logger.error("skipped a malformed item in %s: %r", self.base, item[:80])
-            return
-        reply_id, by_ms, tokens = split_mark(tokens)
-        payload = self._seal.open(data) if deadline >= now else None
-        failures: list[Failure] = []
-        pending: dict[asyncio.Future[Any], str] = {}
-        if payload is None:
-            self.local.ack_all(tokens)
-            failures = [(token, "x", _NOT_TAKEN) for token in tokens]
-        else:
-            targets, sessions, taken = [], [], []
-            for token in tokens:
-                name = channel_name(self.box, token)
-                session = self._sessions.get(name) if len(self._sessions) else None
-                if session is None:
-                    targets.append((name, token))
-                else:
-                    taken.append(token)
-                    sessions.append(session)
-            self.local.ack_all(taken)
-            if targets:
-                self.local.put(deadline, targets, payload)
-            if sessions:
-                failures, pending = self._hand_to(sessions, payload, running)
-        if reply_id is not None:
-            self.own(self._answer(reply_id, by_ms, failures, pending))
-
-    def _hand_to(
-        self,
-        sessions: list[Session],
-        payload: bytes,
-        running: asyncio.AbstractEventLoop,
-    ) -> tuple[list[Failure], dict[asyncio.Future[Any], str]]:
-        """Start the sessions' deliveries; what failed at once, and what runs on
-        (by token). Failures are counted and logged here too."""
-        started = self._sessions.start_many(sessions, payload, running)
-        failures = []
-        for error in started.errors:
-            self._settled(error)
-            token = route(getattr(error, "channel", "")).token or ""
-            failures.append((token, "s", repr(error.__cause__ or error)))
-        pending = {}
-        for future, session in started.pending.items():
-            future.add_done_callback(lambda done: self._settled(done.result()))
-            pending[future] = route(session.channel).token or ""
-        return failures, pending
-
-    def _settled(self, failure: BaseException | None) -> None:
-        if failure is not None:
-            self.stats.session_failures += 1
-            logger.warning("%s", failure)
-
-    async def _answer(
-        self,
-        reply_id: str,
-        by_ms: int,
-        failures: list[Failure],
-        pending: dict[asyncio.Future[Any], str],
-    ) -> None:
-        """Tell a confirming broadcaster what this process could not hand on; its
-        sessions still busy get until shortly before the broadcaster stops waiting."""
-        if pending:
-            left_ms = by_ms - now_ms()
-            wait = max(0.0, (left_ms - max(50, left_ms // 5)) / 1000)
-            done, late = await asyncio.wait(pending, timeout=wait)
-            for future in done:
-                if (failure := future.result()) is not None:
-                    why = repr(failure.__cause__ or failure)
-                    failures.append((pending[future], "s", why))
-            failures += [(pending[future], "s", _TOO_SLOW) for future in late]
-        data = answer(self.box, failures)
-        try:
-            await self._connections.execute(
-                answer_commands(self._prefix, reply_id, data)
-            )
-        except REDIS_FAILURES as exc:  # the broadcaster counts us as silent
-            self.stats.redis_error(exc)
 
 
 def _alive(task: "asyncio.Task[Any] | None") -> bool:

@@ -108,9 +108,7 @@ class RedisChannelLayer(AetherLayer):
         )
         self._groups = Groups(parts)
         self._inbox = Inbox(parts, self._groups)
-        self._plain = PlainReceiver(
-            self.prefix, self._connections, self._seal, self.stats, self._inbox.own
-        )
+        self._plain = PlainReceiver(parts, self._inbox.own)
         self._beat = Beat(
             self.hosts,
             self._presence,
@@ -132,9 +130,7 @@ class RedisChannelLayer(AetherLayer):
         `MemberUnreachable` when its process is gone or Redis does not answer."""
         self.require_valid_channel_name(channel)
         payload = codec.encode(message)
-        session = self.sessions.get(channel)
-        if session is not None:
-            await self.sessions.send(session, payload)
+        if await self._sent_to_session(channel, payload):
             return
         box, token = route(channel)
         capacity = self._capacity(channel)
@@ -192,16 +188,8 @@ class RedisChannelLayer(AetherLayer):
         try:
             if token is None:
                 return await self._plain.receive(box)
-            local = self._inbox.local
-            while True:
-                if self._may_look_full(channel, token):
-                    await self._inbox.ack_ahead(token)
-                payload = local.take(channel, now_ms())
-                if payload is not None or local.acks:  # expired ones were dropped
-                    self._inbox.flush_acks_soon()
-                if payload is not None:
-                    return codec.decode(payload)
-                await self._inbox.wait(channel)
+            payload = await self._inbox.take(channel, token, self._capacity(channel))
+            return codec.decode(payload)
         finally:
             self._readers.leave(channel)
 
@@ -303,15 +291,6 @@ class RedisChannelLayer(AetherLayer):
 
     async def _stop_tasks_on(self, loop: asyncio.AbstractEventLoop) -> None:
         await self._inbox.stop(loop)
-
-    def _may_look_full(self, channel: str, token: str) -> bool:
-        """Whether senders may find `channel` full until its next message's ack
-        lands: what it buffers, plus acks not yet sent, reaches its capacity."""
-        local = self._inbox.local
-        buffered = local.count(channel)
-        if not buffered:
-            return False
-        return buffered + local.acks.get(token, 0) >= self._capacity(channel)
 
     def _capacity(self, channel: str) -> int:
         return self.get_capacity(channel) if self.channel_capacity else self.capacity

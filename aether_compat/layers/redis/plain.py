@@ -16,13 +16,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import codec
-from .config import BLOCK_SECONDS, COMMAND_TIMEOUT, Seal
-from .connections import Connections, run_batch, script
+from .config import BLOCK_SECONDS, COMMAND_TIMEOUT
+from .connections import run_batch, script
 from .keys import box_base, decode_item
 from .scripts import TAKE_PLAIN
 from .util import (
     REDIS_FAILURES,
-    RedisLayerStats,
+    Parts,
     backoff,
     logger,
     now_ms,
@@ -35,18 +35,11 @@ Gate = concurrent.futures.Future[None]
 class PlainReceiver:
     """`receive()` for plain channels of one layer instance."""
 
-    def __init__(
-        self,
-        prefix: str,
-        connections: Connections,
-        seal: Seal,
-        stats: RedisLayerStats,
-        own: Callable[[Awaitable[Any]], None],
-    ) -> None:
-        self.prefix = prefix
-        self._connections = connections
-        self._seal = seal
-        self._stats = stats
+    def __init__(self, parts: Parts, own: Callable[[Awaitable[Any]], None]) -> None:
+        self.prefix = parts.prefix
+        self._connections = parts.connections
+        self._seal = parts.seal
+        self._stats = parts.stats
         self._own = own
         self._gates: dict[str, Gate] = {}
         self._lock = threading.Lock()

@@ -1,0 +1,131 @@
+"""What a process does with each item its pump takes from Redis: messages for
+`receive()` go into the local buffers, messages for registered sessions are
+handed to them (never waited for), and a broadcaster that asked for confirmation
+is told which members could not be handed the message."""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ...sessions import Session
+from .confirm import Failure, answer, answer_commands, split_mark
+from .keys import channel_name, decode_item, route
+from .local import LocalChannels
+from .util import REDIS_FAILURES, Parts, logger, now_ms
+
+_NOT_TAKEN = "it expired, or could not be opened, before its process took it"
+_TOO_SLOW = "its sender did not return before the confirmation deadline"
+
+
+class Handoff:
+    """Hands the items of one instance's inbox on."""
+
+    def __init__(
+        self,
+        parts: Parts,
+        local: LocalChannels,
+        own: Callable[[Awaitable[Any]], None],
+    ) -> None:
+        self.box = parts.presence.box
+        self.base = parts.presence.base
+        self.local = local
+        self.stats = parts.stats
+        self._prefix = parts.prefix
+        self._connections = parts.connections
+        self._sessions = parts.sessions
+        self._seal = parts.seal
+        self._own = own  # runs a follow-up task that the inbox stops with its loop
+
+    def deliver(self, items: list[bytes]) -> None:
+        """Hand items to buffers and sessions; never waits for a session."""
+        now = now_ms()
+        running = asyncio.get_running_loop()
+        for item in items:
+            try:
+                self._deliver_item(item, now, running)
+            except Exception:  # a bug here must not stop the process's inbox
+                logger.exception("could not deliver an item of %s", self.base)
+
+    def _deliver_item(
+        self, item: bytes, now: int, running: asyncio.AbstractEventLoop
+    ) -> None:
+        try:
+            deadline, tokens, data = decode_item(item)
+        except ValueError:  # not written by this layer: skip, do not crash
+            logger.error("skipped a malformed item in %s: %r", self.base, item[:80])
+            return
+        reply_id, by_ms, tokens = split_mark(tokens)
+        payload = self._seal.open(data) if deadline >= now else None
+        failures: list[Failure] = []
+        pending: dict[asyncio.Future[Any], str] = {}
+        if payload is None:
+            self.local.ack_all(tokens)
+            failures = [(token, "x", _NOT_TAKEN) for token in tokens]
+        else:
+            targets, sessions, taken = [], [], []
+            for token in tokens:
+                name = channel_name(self.box, token)
+                session = self._sessions.get(name) if len(self._sessions) else None
+                if session is None:
+                    targets.append((name, token))
+                else:
+                    taken.append(token)
+                    sessions.append(session)
+            self.local.ack_all(taken)
+            if targets:
+                self.local.put(deadline, targets, payload)
+            if sessions:
+                failures, pending = self._hand_to(sessions, payload, running)
+        if reply_id is not None:
+            self._own(self._answer(reply_id, by_ms, failures, pending))
+
+    def _hand_to(
+        self,
+        sessions: list[Session],
+        payload: bytes,
+        running: asyncio.AbstractEventLoop,
+    ) -> tuple[list[Failure], dict[asyncio.Future[Any], str]]:
+        """Start the sessions' deliveries; what failed at once, and what runs on
+        (by token). Failures are counted and logged here too."""
+        started = self._sessions.start_many(sessions, payload, running)
+        failures = []
+        for error in started.errors:
+            self._settled(error)
+            token = route(getattr(error, "channel", "")).token or ""
+            failures.append((token, "s", repr(error.__cause__ or error)))
+        pending = {}
+        for future, session in started.pending.items():
+            future.add_done_callback(lambda done: self._settled(done.result()))
+            pending[future] = route(session.channel).token or ""
+        return failures, pending
+
+    def _settled(self, failure: BaseException | None) -> None:
+        if failure is not None:
+            self.stats.session_failures += 1
+            logger.warning("%s", failure)
+
+    async def _answer(
+        self,
+        reply_id: str,
+        by_ms: int,
+        failures: list[Failure],
+        pending: dict[asyncio.Future[Any], str],
+    ) -> None:
+        """Tell a confirming broadcaster what this process could not hand on; its
+        sessions still busy get until shortly before the broadcaster stops waiting."""
+        if pending:
+            left_ms = by_ms - now_ms()
+            wait = max(0.0, (left_ms - max(50, left_ms // 5)) / 1000)
+            done, late = await asyncio.wait(pending, timeout=wait)
+            for future in done:
+                if (failure := future.result()) is not None:
+                    why = repr(failure.__cause__ or failure)
+                    failures.append((pending[future], "s", why))
+            failures += [(pending[future], "s", _TOO_SLOW) for future in late]
+        data = answer(self.box, failures)
+        try:
+            await self._connections.execute(
+                answer_commands(self._prefix, reply_id, data)
+            )
+        except REDIS_FAILURES as exc:  # the broadcaster counts us as silent
+            self.stats.redis_error(exc)
