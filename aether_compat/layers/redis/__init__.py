@@ -2,11 +2,13 @@
 
 - `layer.py`: `RedisChannelLayer`, every public method (send, receive,
   new_channel, group_add/discard/send/members, flush, close).
-- `groups.py`: memberships, counted fan-out and member listing.
+- `groups.py`: memberships and counted fan-out (`group_scripts.py`: its Lua);
+  `members.py` reads a group's members; `confirm.py` confirmed broadcasts.
 - `inbox.py`: the background work for this instance's own channels (the pump, the
-  expiry sweeper, the ack flusher) and session calls;
-  `pump.py` is the loop that moves the inbox out of Redis, `local.py` the
-  in-process buffers where it lands until `receive()` takes it.
+  expiry sweeper, the ack flusher); `pump.py` is the loop that moves the inbox out
+  of Redis, `handoff.py` what it does with each item (buffers, sessions, answers
+  to confirming broadcasters), `local.py` the in-process buffers where messages
+  wait until `receive()` takes them.
 - `presence.py`: the process's live key, the memberships it re-announces and the
   discards it retries; `beat.py` the heartbeat thread that keeps them in Redis
   (no event loop needed); `lifecycle.py` fork, exit and SIGTERM.

@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
+
+# Wall clock, re-exported: deadlines and join times are shared across hosts.
+from ...messages import now_ms as now_ms
 
 if TYPE_CHECKING:
     from ...sessions import SessionTable
@@ -22,11 +24,6 @@ logger = logging.getLogger("aether_compat.layers.redis")
 
 REDIS_FAILURES = (RedisError, OSError)
 """What a command raises when Redis or the network failed (and only then)."""
-
-
-def now_ms() -> int:
-    """Wall-clock milliseconds: deadlines and join times are shared across hosts."""
-    return int(time.time() * 1000)
 
 
 def backoff(failures: int) -> float:
