@@ -102,11 +102,11 @@ def test_keys_carry_their_box_or_group_as_a_hash_tag():
 @pytest.mark.parametrize(
     ("prefix", "pattern"),
     [
-        ("asgi", "asgi:*"),
-        ("a*b", "a\\*b:*"),
-        ("a?b", "a\\?b:*"),
-        ("a[bc]", "a\\[bc\\]:*"),
-        ("a\\b", "a\\\\b:*"),
+        ("asgi", "asgi:{*"),
+        ("a*b", "a\\*b:{*"),
+        ("a?b", "a\\?b:{*"),
+        ("a[bc]", "a\\[bc\\]:{*"),
+        ("a\\b", "a\\\\b:{*"),
     ],
 )
 def test_scan_pattern_escapes_glob_characters(prefix, pattern):
