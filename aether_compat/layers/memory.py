@@ -57,6 +57,7 @@ class InMemoryChannelLayer(AetherLayer):
         super().__init__(
             expiry, group_expiry, capacity, channel_capacity, delivery_timeout
         )
+        # Hot paths call acquire()/release() themselves: `with` costs twice as much.
         self._lock = threading.Lock()
         self._channels: dict[str, _Channel] = {}
         self._groups: dict[str, dict[str, float]] = {}
@@ -74,7 +75,8 @@ class InMemoryChannelLayer(AetherLayer):
         if await self._sent_to_session(channel, payload):
             return
         now = time.monotonic()
-        with self._lock:
+        self._lock.acquire()
+        try:
             ch = self._channels.get(channel) or self._open(channel)
             messages = ch.messages
             if messages is None:
@@ -87,34 +89,44 @@ class InMemoryChannelLayer(AetherLayer):
                 wake_one(ch.waiters, running_loop())
             if stopped:
                 self._leave_all(channel, ch)
+        finally:
+            self._lock.release()
 
     async def receive(self, channel: str) -> dict[str, Any]:
         """Wait for the next message on `channel`; safe to cancel at any point."""
         while True:
-            with self._lock:
+            self._lock.acquire()
+            try:
                 ch = self._channels.get(channel) if type(channel) is str else None
                 if ch is None:
                     self.require_valid_channel_name(channel)
                     ch = self._open(channel)
-                ch.read_at = now = time.monotonic()
                 messages = ch.messages
-                if messages and messages[0][0] < now:
-                    self._drop_expired(ch, now)
                 if messages:
-                    payload = messages.popleft()[1]
-                    if not (messages or ch.waiters or ch.groups):
-                        self._retire_later(channel)
-                    break
+                    # A reader that waits needs no time stamp: its waiter shows it.
+                    ch.read_at = now = time.monotonic()
+                    if messages[0][0] < now:
+                        self._drop_expired(ch, now)
+                    if messages:
+                        payload = messages.popleft()[1]
+                        if not (messages or ch.waiters or ch.groups):
+                            self._retire_later(channel)
+                        break
                 waiter = asyncio.get_running_loop().create_future()
                 if ch.waiters is None:
                     ch.waiters = [waiter]
                 else:
                     ch.waiters.append(waiter)
+            finally:
+                self._lock.release()
             try:
                 await waiter
             except asyncio.CancelledError:
-                with self._lock:
+                self._lock.acquire()
+                try:
                     self._abandon(channel, ch, waiter)
+                finally:
+                    self._lock.release()
                 raise
         return codec.decode(payload)
 
@@ -154,7 +166,8 @@ class InMemoryChannelLayer(AetherLayer):
         self.confirm_window(confirm)
         payload = codec.encode(message)
         now = time.monotonic()
-        with self._lock:
+        self._lock.acquire()
+        try:
             members = self._groups.get(group)
             if not members:
                 return _NO_MEMBERS
@@ -163,6 +176,8 @@ class InMemoryChannelLayer(AetherLayer):
             )
             for name in stale:
                 self._expire_membership(group, name, now)
+        finally:
+            self._lock.release()
         result = SendResult.of(sent, errors)
         if session_calls:
             result += await self.sessions.deliver(session_calls, payload)
@@ -303,7 +318,9 @@ class InMemoryChannelLayer(AetherLayer):
             self._close_if_idle(channel, ch)
 
     def _abandon(self, name: str, ch: _Channel, waiter: asyncio.Future[None]) -> None:
-        """A receiver was cancelled: forget it, and pass on a wake-up it was given."""
+        """A receiver was cancelled: forget it, and pass on a wake-up it was given.
+        It read until now (its waiter showed it), so its reading time is now."""
+        ch.read_at = time.monotonic()
         waiters = ch.waiters or []
         if waiter in waiters:
             waiters.remove(waiter)

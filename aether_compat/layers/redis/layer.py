@@ -64,7 +64,8 @@ class RedisChannelLayer(AetherLayer):
         self.hosts = parse_hosts(hosts)
         self.stats = RedisLayerStats()
         self._seal = Seal(symmetric_encryption_keys)
-        self._readers = Readers()
+        self._readers = Readers()  # plain channels; the inbox tracks its own
+        self._checked_at = 0
         self._new_identity()
         track(self)
 
@@ -120,7 +121,9 @@ class RedisChannelLayer(AetherLayer):
 
     def _live_check(self) -> Callable[[str], bool]:
         """Whether a channel is in use now: received on, or a registered session."""
-        live, sessions = self._readers.snapshot(), self.sessions
+        since, self._checked_at = self._checked_at, now_ms()
+        live = self._readers.snapshot() | self._inbox.local.readers_since(since)
+        sessions = self.sessions
         return lambda name: name in live or sessions.get(name) is not None
 
     # Channels API: direct messages
@@ -184,12 +187,12 @@ class RedisChannelLayer(AetherLayer):
                 f"channel {channel!r} belongs to another layer instance: only the "
                 "instance whose new_channel() made it can receive on it"
             )
-        self._readers.enter(channel)  # a channel received on keeps its groups
-        try:
-            if token is None:
-                return await self._plain.receive(box)
+        if token is not None:  # the local buffers note who waits and reads
             payload = await self._inbox.take(channel, token, self._capacity(channel))
             return codec.decode(payload)
+        self._readers.enter(channel)  # a channel received on keeps its groups
+        try:
+            return await self._plain.receive(box)
         finally:
             self._readers.leave(channel)
 

@@ -28,6 +28,7 @@ class LocalChannels:
         self._deadlines: list[tuple[int, int, tuple[str, ...]]] = []
         self._read_at: dict[str, int] = {}
         self._order = itertools.count()
+        # Hot paths call acquire()/release() themselves: `with` costs twice as much.
         self._lock = threading.Lock()
         self.acks: dict[str, int] = {}
 
@@ -38,7 +39,8 @@ class LocalChannels:
         running = running_loop()
         item_of = (deadline, payload)
         names = tuple(name for name, _ in targets)
-        with self._lock:
+        self._lock.acquire()
+        try:
             buffers, waiting = self._buffers, self._waiters
             for name, token in targets:
                 buffer = buffers.get(name)
@@ -48,10 +50,13 @@ class LocalChannels:
                 if name in waiting:
                     wake_one(waiting[name], running)
             heapq.heappush(self._deadlines, (deadline, next(self._order), names))
+        finally:
+            self._lock.release()
 
     def take(self, name: str, now: int) -> bytes | None:
         """The oldest unexpired message of `name`, or None; acks what it removes."""
-        with self._lock:
+        self._lock.acquire()
+        try:
             self._reading(name, now)
             buffer = self._buffers.get(name)
             while buffer:
@@ -62,6 +67,8 @@ class LocalChannels:
                 if deadline >= now:
                     return payload
             return None
+        finally:
+            self._lock.release()
 
     def ack(self, token: str, count: int = 1) -> None:
         with self._lock:
@@ -70,13 +77,19 @@ class LocalChannels:
     def ack_all(self, tokens: list[str]) -> None:
         """One taken or dropped message for each token (one lock for them all)."""
         if tokens:
-            with self._lock:
+            self._lock.acquire()
+            try:
                 for token in tokens:
                     self._ack(token, 1)
+            finally:
+                self._lock.release()
 
     def drain_acks(self) -> dict[str, int]:
-        with self._lock:
+        self._lock.acquire()
+        try:
             acks, self.acks = self.acks, {}
+        finally:
+            self._lock.release()
         return acks
 
     def next_deadline(self) -> int | None:
@@ -98,6 +111,12 @@ class LocalChannels:
                         stopped.add(name)
         return stopped
 
+    def readers_since(self, since_ms: int) -> set[str]:
+        """Channels waited on now, or read since `since_ms`: the ones in use."""
+        with self._lock:
+            recent = {name for name, at in self._read_at.items() if at >= since_ms}
+            return recent | self._waiters.keys()
+
     def has_messages(self, name: str) -> bool:
         return bool(self._buffers.get(name))
 
@@ -115,26 +134,35 @@ class LocalChannels:
         """Wait until a message for `name` may be there (or the pump stopped)."""
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
-        with self._lock:
+        self._lock.acquire()
+        try:
             waiters = self._waiters.get(name)
             if waiters is None:
                 waiters = self._waiters[name] = []
             waiters.append(waiter)
             if name in self._buffers:  # put by a pump on another thread just now
                 wake_one(waiters, loop)
+        finally:
+            self._lock.release()
         try:
             await waiter
         except asyncio.CancelledError:
-            with self._lock:
+            self._lock.acquire()
+            try:
                 if waiter.done() and not waiter.cancelled() and name in self._buffers:
                     wake_one(waiters, loop)  # the wake-up was ours: pass it on
+            finally:
+                self._lock.release()
             raise
         finally:
-            with self._lock:
+            self._lock.acquire()
+            try:
                 if waiter in waiters:
                     waiters.remove(waiter)
                 if not waiters and self._waiters.get(name) is waiters:
                     del self._waiters[name]
+            finally:
+                self._lock.release()
 
     def wake_all(self) -> None:
         """Wake every reader (the pump stopped: one of them must restart it)."""
