@@ -66,15 +66,6 @@ class AetherLayer(BaseChannelLayer):
     async def group_members(self, group: str) -> set[str]:
         raise NotImplementedError
 
-    async def _sent_to_session(self, channel: str, payload: bytes) -> bool:
-        """Deliver to `channel`'s registered session, if it has one (its failure
-        raises); False when it has none."""
-        session = self.sessions.get(channel)
-        if session is None:
-            return False
-        await self.sessions.send(session, payload)
-        return True
-
     def confirm_window(self, confirm: bool | float) -> float | None:
         """Seconds a confirmed broadcast waits at most (None: not confirmed). True
         waits `delivery_timeout` and one second more, for the answers to travel."""

@@ -72,8 +72,8 @@ class InMemoryChannelLayer(AetherLayer):
         if type(channel) is not str or channel not in self._channels:
             self.require_valid_channel_name(channel)
         payload = codec.encode(message)
-        if await self._sent_to_session(channel, payload):
-            return
+        if (session := self.sessions.get(channel)) is not None:
+            return await self.sessions.send(session, payload)
         now = time.monotonic()
         self._lock.acquire()
         try:
@@ -122,11 +122,8 @@ class InMemoryChannelLayer(AetherLayer):
             try:
                 await waiter
             except asyncio.CancelledError:
-                self._lock.acquire()
-                try:
+                with self._lock:  # rare: the plain form reads better
                     self._abandon(channel, ch, waiter)
-                finally:
-                    self._lock.release()
                 raise
         return codec.decode(payload)
 

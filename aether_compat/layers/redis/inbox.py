@@ -149,22 +149,17 @@ class Inbox:
         as it takes; what it takes or drops is acked back to Redis."""
         local = self.local
         while True:
-            if self.may_look_full(channel, token, capacity):
+            if local.may_look_full(channel, token, capacity):
                 await self.ack_ahead(token)
             payload = local.take(channel, now_ms())
             if payload is not None or local.acks:  # expired ones were dropped
                 self.flush_acks_soon()
             if payload is not None:
                 return payload
-            await self.wait(channel)
-
-    def may_look_full(self, channel: str, token: str, capacity: int) -> bool:
-        """Whether senders may find `channel` full until its next message's ack
-        lands: what it buffers, plus acks not yet sent, reaches its capacity."""
-        buffered = self.local.count(channel)
-        if not buffered:
-            return False
-        return buffered + self.local.acks.get(token, 0) >= capacity
+            if self.ensure_running():
+                await local.wait(channel)
+            else:
+                await self.wait(channel)
 
     def drain_acks(self) -> dict[str, int]:
         """The acks to send now, less those already taken back ahead."""

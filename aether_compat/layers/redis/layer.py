@@ -133,8 +133,8 @@ class RedisChannelLayer(AetherLayer):
         `MemberUnreachable` when its process is gone or Redis does not answer."""
         self.require_valid_channel_name(channel)
         payload = codec.encode(message)
-        if await self._sent_to_session(channel, payload):
-            return
+        if (session := self.sessions.get(channel)) is not None:
+            return await self.sessions.send(session, payload)
         box, token = route(channel)
         capacity = self._capacity(channel)
         acks: dict[str, int] = {}

@@ -120,8 +120,11 @@ class LocalChannels:
     def has_messages(self, name: str) -> bool:
         return bool(self._buffers.get(name))
 
-    def count(self, name: str) -> int:
-        return len(self._buffers.get(name, ()))
+    def may_look_full(self, name: str, token: str, capacity: int) -> bool:
+        """Whether senders may find `name` full until its next message's ack lands:
+        what it buffers, plus acks not yet sent, reaches its capacity."""
+        buffer = self._buffers.get(name)
+        return bool(buffer) and len(buffer) + self.acks.get(token, 0) >= capacity
 
     def clear(self) -> None:
         """Forget every buffered message (flush); their counts went with the keys."""
@@ -147,12 +150,9 @@ class LocalChannels:
         try:
             await waiter
         except asyncio.CancelledError:
-            self._lock.acquire()
-            try:
+            with self._lock:
                 if waiter.done() and not waiter.cancelled() and name in self._buffers:
                     wake_one(waiters, loop)  # the wake-up was ours: pass it on
-            finally:
-                self._lock.release()
             raise
         finally:
             self._lock.acquire()
