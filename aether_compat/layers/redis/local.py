@@ -57,7 +57,10 @@ class LocalChannels:
         """The oldest unexpired message of `name`, or None; acks what it removes."""
         self._lock.acquire()
         try:
-            self._reading(name, now)
+            read_at = self._read_at
+            if name not in read_at and len(read_at) >= _READERS_KEPT:
+                read_at.clear()
+            read_at[name] = now
             buffer = self._buffers.get(name)
             while buffer:
                 deadline, payload, token = buffer.popleft()
@@ -176,12 +179,6 @@ class LocalChannels:
 
     def _ack(self, token: str, count: int) -> None:
         self.acks[token] = self.acks.get(token, 0) + count
-
-    def _reading(self, name: str, now: int) -> None:
-        read_at = self._read_at
-        if len(read_at) >= _READERS_KEPT and name not in read_at:
-            read_at.clear()
-        read_at[name] = now
 
     def _reader_gone(self, name: str, now: int, idle_ms: int) -> bool:
         read_at = self._read_at.get(name)
