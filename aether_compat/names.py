@@ -24,7 +24,7 @@ MAX_NAME_LENGTH = BaseChannelLayer.MAX_NAME_LENGTH
 STOCK_MARKER = "aether."
 
 # ASCII only before the `!` (Python's \d would also take other scripts' digits); the
-# local part after it is Unicode-aware, as in Channels (CONTRACT.md 11).
+# local part after it is Unicode-aware, as in Channels.
 _GROUP_NAME = re.compile(r"[a-zA-Z0-9\-_.:]+")
 _CHANNEL_NAME = re.compile(r"[a-zA-Z0-9\-_.]+(![\w\-.]*)?")
 _GROUP_RULE = (

@@ -265,8 +265,8 @@ class SessionTable:
             _resolve(waiter, await self._bounded(session, rest))
             while backlog:
                 payload, waiter = backlog.popleft()
-                message = self.decode(payload)
-                _resolve(waiter, await self._bounded(session, session.sender(message)))
+                delivery = _call(session.sender, self.decode(payload))
+                _resolve(waiter, await self._bounded(session, delivery))
         finally:
             session.backlog = None
             gone = MemberUnreachable(session.channel, "its session's loop shut down")
@@ -314,6 +314,10 @@ def _resume(coroutine: Generator[Any, Any, Any], step: Any) -> Generator[Any, An
                 step = coroutine.send(sent)
             except StopIteration as stop:
                 return stop.value
+
+
+async def _call(sender: Sender, message: dict[str, Any]) -> None:
+    await sender(message)  # inside the deadline, even if calling it raises
 
 
 def _resolve(waiter: asyncio.Future[Any], outcome: BaseException | None) -> None:
