@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import Arrivals, park, stop, timed_rounds  # noqa: E402
+from bench.harness import Arrivals, park, round_trips, stop, timed_rounds  # noqa: E402
 from testing_support.redis_process import RedisProcess  # noqa: E402
 
 MESSAGE = {"type": "aether.message", "text": "Hello, everyone in the room!"}
@@ -55,13 +55,7 @@ def load_old(rev: str, into: Path) -> Any:
 
 async def round_trip(layer: Any, seconds: float) -> float:
     """Send then receive on one channel, in one task: round trips per second."""
-    channel = await layer.new_channel()
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        await layer.send(channel, MESSAGE)
-        await layer.receive(channel)
-        count += 1
-    return count / (time.perf_counter() - start)
+    return await round_trips(layer, await layer.new_channel(), MESSAGE, seconds)
 
 
 async def fan_out(layer: Any, seconds: float) -> float:

@@ -76,6 +76,17 @@ async def park(receivers: list[Receive], arrivals: Arrivals) -> list[asyncio.Tas
     return tasks
 
 
+async def round_trips(layer: Any, channel: str, message: Any, seconds: float) -> float:
+    """Send then receive on `channel`, one at a time, for about `seconds`: round
+    trips per second."""
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        await layer.send(channel, message)
+        await layer.receive(channel)
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
 async def stop(tasks: list[asyncio.Task]) -> None:
     for task in tasks:
         task.cancel()

@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:  # run as `python bench/redis_bench.py` from the r
 
 import redis.asyncio as aioredis  # noqa: E402
 
-from bench.harness import Arrivals, park, stop, timed_rounds  # noqa: E402
+from bench.harness import Arrivals, park, round_trips, stop, timed_rounds  # noqa: E402
 from bench.ratios import (  # noqa: E402
     Report,
     Row,
@@ -54,12 +54,7 @@ async def round_trip(kind: str, url: str, seconds: float) -> float:
     layer = make_layer(kind, url, f"bench-{uuid.uuid4().hex[:8]}")
     channel = await layer.new_channel()
     try:
-        count, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            await layer.send(channel, MESSAGE)
-            await layer.receive(channel)
-            count += 1
-        return count / (time.perf_counter() - start)
+        return await round_trips(layer, channel, MESSAGE, seconds)
     finally:
         await close_layer(kind, layer)
 

@@ -8,7 +8,7 @@ import base64
 import os
 from collections.abc import Callable
 
-from testing_support.ws_frames import client_frame
+from testing_support.ws_frames import client_frame, read_frame
 
 TEXT, CLOSE, PING, PONG = 0x1, 0x8, 0x9, 0xA
 
@@ -47,14 +47,7 @@ class RawClient:
         read = self.reader.readexactly
         try:
             while True:
-                first, second = await read(2)
-                size = second & 0x7F
-                if size == 126:
-                    size = int.from_bytes(await read(2), "big")
-                elif size == 127:
-                    size = int.from_bytes(await read(8), "big")
-                payload = await read(size)
-                opcode = first & 0x0F
+                _, opcode, payload = await read_frame(read)
                 if opcode == TEXT:
                     self.on_text(payload)
                 elif opcode == PING:

@@ -13,7 +13,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from testing_support.ws_frames import client_frame
+from testing_support.ws_frames import client_frame, read_frame
 
 TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 
@@ -151,14 +151,7 @@ class LightClient:
         try:
             while True:
                 await self._reading.wait()
-                first, second = await read(2)
-                size = second & 0x7F
-                if size == 126:
-                    size = int.from_bytes(await read(2), "big")
-                elif size == 127:
-                    size = int.from_bytes(await read(8), "big")
-                payload = await read(size)
-                opcode = first & 0x0F
+                first, opcode, payload = await read_frame(read)
                 if opcode == CLOSE:
                     if len(payload) >= 2:
                         self.close_code = int.from_bytes(payload[:2], "big")
