@@ -1,10 +1,11 @@
 """Our layers at two commits, side by side in one run: did a change cost the fast
 paths? Also the latency of a confirmed broadcast beside an unconfirmed one.
 
-    python bench/compare_commits.py OLD_REV [--repeats 3] [--seconds 0.5]
+    python bench/compare_commits.py OLD_REV [--new REV] [--repeats 3] [--seconds 0.5]
 
 The package at OLD_REV is extracted as `aether_compat_old` (its imports are all
-relative) and imported next to the working tree's `aether_compat`; every metric is
+relative) and imported next to the working tree's `aether_compat` (or the one at
+`--new`, extracted as `aether_compat_new`); every metric is
 measured for old and new in alternating order, `--repeats` times, and the table
 shows medians and the new/old ratio. Redis runs on a private redis-server.
 """
@@ -38,8 +39,8 @@ GROUP = "bench-room"
 Metric = Callable[[Any, float], Awaitable[float]]
 
 
-def load_old(rev: str, into: Path) -> Any:
-    """`aether_compat` as it was at `rev`, importable as `aether_compat_old`."""
+def load_rev(rev: str, into: Path, name: str) -> Any:
+    """`aether_compat` as it was at `rev`, importable as `name`."""
     archive = subprocess.run(
         ["git", "archive", rev, "aether_compat"],
         cwd=ROOT,
@@ -48,9 +49,9 @@ def load_old(rev: str, into: Path) -> Any:
     ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
-    (into / "aether_compat").rename(into / "aether_compat_old")
+    (into / "aether_compat").rename(into / name)
     sys.path.insert(0, str(into))
-    return importlib.import_module("aether_compat_old.layers")
+    return importlib.import_module(f"{name}.layers")
 
 
 async def round_trip(layer: Any, seconds: float) -> float:
@@ -117,9 +118,12 @@ async def sample(factory: Callable[[], Any], metric: Metric, seconds: float) -> 
         await layer.close()
 
 
-def run(rev: str, repeats: int, seconds: float) -> list[str]:
-    old = load_old(rev, Path(tempfile.mkdtemp()))
-    new = importlib.import_module("aether_compat.layers")
+def run(rev: str, new_rev: str | None, repeats: int, seconds: float) -> list[str]:
+    old = load_rev(rev, Path(tempfile.mkdtemp()), "aether_compat_old")
+    if new_rev is None:
+        new = importlib.import_module("aether_compat.layers")
+    else:
+        new = load_rev(new_rev, Path(tempfile.mkdtemp()), "aether_compat_new")
     rows = []
     server = RedisProcess().start()
     try:
@@ -160,24 +164,26 @@ def run(rev: str, repeats: int, seconds: float) -> list[str]:
                 f"| {new_median / old_median:.2f}x |"
             )
         latency = {}
+        current = importlib.import_module("aether_compat.layers")
         for confirm in (False, True):
             metric = partial(broadcast_latency, confirm=confirm)
             runs = [
-                asyncio.run(sample(redis_of(new), metric, seconds))
+                asyncio.run(sample(redis_of(current), metric, seconds))
                 for _ in range(repeats)
             ]
             latency[confirm] = statistics.median(runs)
     finally:
         server.stop()
     header = [
-        f"Old {rev} against the working tree, medians of {repeats}:",
+        f"Old {rev} against {new_rev or 'the working tree'}, medians of {repeats}:",
         "",
         "| metric | old | new | new/old |",
         "|---|---|---|---|",
     ]
     footer = [
         "",
-        f"Redis group_send to {MEMBERS:,} receivers, time to return (median ms): "
+        f"Working tree, Redis group_send to {MEMBERS:,} receivers, time to return "
+        "(median ms): "
         f"unconfirmed {latency[False]:.2f}, confirmed {latency[True]:.2f} "
         f"({latency[True] / latency[False]:.1f}x)",
     ]
@@ -187,10 +193,11 @@ def run(rev: str, repeats: int, seconds: float) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("rev", help="the old commit, e.g. HEAD~5")
+    parser.add_argument("--new", help="the new commit (default: the working tree)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=0.5)
     args = parser.parse_args()
-    print("\n".join(run(args.rev, args.repeats, args.seconds)))
+    print("\n".join(run(args.rev, args.new, args.repeats, args.seconds)))
 
 
 if __name__ == "__main__":
