@@ -3,23 +3,30 @@
 Both layers encode every message this way, so a message that works in memory works on
 Redis too: tuples arrive as lists, and a datetime, a model instance or a dict key that
 is not a `str` is refused with the key that holds it.
+
+ormsgpack packs and checks in one pass (it takes only `str` dict keys and refuses
+what msgpack cannot carry); the slow path after a refusal finds the culprit and
+names its path.
 """
 
 from typing import Any
 
-import msgpack
+import ormsgpack
 
 from ..errors import InvalidMessage
 
 RESERVED_KEY = "__asgi_channel__"
 ALLOWED = "str, bytes, int (64-bit), float, bool, None, list, tuple and dict"
-MAX_DEPTH = 511  # msgpack's nesting limit: no value may sit deeper than this
+MAX_DEPTH = 254  # ormsgpack's nesting limit: no value may sit deeper than this
 
-# Values not looked into. Anything else (containers, subclasses, unknown types) sends
-# `encode` to `_check_keys`; msgpack itself refuses what it cannot pack.
-_SCALARS = frozenset((str, int, float, bool, type(None), bytes))
-
-_packer = msgpack.Packer(use_bin_type=True)
+# Types ormsgpack would turn into something else (a datetime into a string, a
+# dataclass into a dict, ...): handed to `_refuse` instead, so they are refused.
+_KEEP_OUT = (
+    ormsgpack.OPT_PASSTHROUGH_DATACLASS
+    | ormsgpack.OPT_PASSTHROUGH_DATETIME
+    | ormsgpack.OPT_PASSTHROUGH_ENUM
+    | ormsgpack.OPT_PASSTHROUGH_UUID
+)
 
 
 def encode(message: Any) -> bytes:
@@ -28,68 +35,46 @@ def encode(message: Any) -> bytes:
         raise InvalidMessage(f"message must be a dict, got {type(message).__name__}")
     if RESERVED_KEY in message:
         raise InvalidMessage(f"message key {RESERVED_KEY!r} is reserved for the layer")
-    for key, value in message.items():  # the fast path: flat messages, str keys
-        if type(key) is not str or type(value) not in _SCALARS:
-            _check_keys(message)
-            break
     try:
-        return _packer.pack(message)
-    except (TypeError, ValueError, OverflowError):
-        _packer.reset()
-        raise InvalidMessage(_describe_unencodable(message)) from None
+        return ormsgpack.packb(message, default=_refuse, option=_KEEP_OUT)
+    except TypeError:
+        return _encode_slowly(message)
 
 
 def decode(data: bytes) -> dict[str, Any]:
     """Rebuild a message: a fresh object each call, so receivers never share state."""
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    return ormsgpack.unpackb(data)
 
 
-def _check_keys(message: dict[Any, Any]) -> None:
-    """Refuse a dict key that is not a `str`, at any depth, naming where it is."""
-    if _keys_are_str(message):
-        return
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} cannot be sent")
+
+
+def _encode_slowly(message: dict[Any, Any]) -> bytes:
+    """After a refusal: name the dict key or the value that caused it; a message
+    whose only fault is `str` subclasses as keys is sent with plain `str` keys."""
     found = _find_bad_key(message)
-    if found is None:  # a str subclass, or no dict at all: nothing to refuse
-        return
-    trail, key = found
-    where = f"message key {_path(trail)!r} holds" if trail else "the message has"
-    raise InvalidMessage(
-        f"{where} a dict key {_short_repr(key)} ({type(key).__name__}): "
-        f"{_key_reason(key)}"
-    )
+    if found is not None:
+        trail, key = found
+        where = f"message key {_path(trail)!r} holds" if trail else "the message has"
+        raise InvalidMessage(
+            f"{where} a dict key {_short_repr(key)} ({type(key).__name__}): "
+            f"{_key_reason(key)}"
+        )
+    plain = _plain_keys(message)
+    try:
+        return ormsgpack.packb(plain, default=_refuse, option=_KEEP_OUT)
+    except TypeError:
+        raise InvalidMessage(_describe_unencodable(plain)) from None
 
 
-def _keys_are_str(message: dict[Any, Any]) -> bool:
-    """The tight loop: whether every key of every dict inside `message` is exactly a
-    `str`, looking only into dicts, lists and tuples. False for anything unusual
-    (subclasses, unknown types, nesting deeper than msgpack allows, a message that
-    contains itself), which `_find_bad_key` then looks at closely."""
-    pending: list[list[Any]] = [[message]]  # containers still to see, per depth
-    while pending:
-        level = pending[-1]
-        if not level:
-            pending.pop()
-            continue
-        value = level.pop()
-        kind = type(value)
-        if kind is dict:
-            inner = []
-            for key, item in value.items():
-                if type(key) is not str:
-                    return False
-                if type(item) not in _SCALARS:
-                    inner.append(item)
-        elif kind is list or kind is tuple:
-            if _SCALARS.issuperset(map(type, value)):
-                continue
-            inner = [item for item in value if type(item) not in _SCALARS]
-        else:
-            return False
-        if inner:
-            if len(pending) > MAX_DEPTH:
-                return False
-            pending.append(inner)
-    return True
+def _plain_keys(value: Any) -> Any:
+    """`value` with every dict key a plain `str` (keys here are `str` or subclasses)."""
+    if isinstance(value, dict):
+        return {str(key): _plain_keys(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain_keys(item) for item in value]
+    return value
 
 
 def _find_bad_key(message: dict[Any, Any]) -> tuple[tuple[Any, ...], Any] | None:
@@ -169,8 +154,8 @@ _TOO_DEEP = object()
 def _find_unencodable(
     value: Any, trail: tuple[Any, ...], depth: int
 ) -> tuple[tuple[Any, ...], Any] | None:
-    """The first (trail, value) that msgpack refuses, depth first (every dict key is
-    a `str` by now: `_check_keys` ran)."""
+    """The first (trail, value) that cannot be packed, depth first (every dict key
+    is a plain `str` by now)."""
     if depth > MAX_DEPTH:
         return trail, _TOO_DEEP
     if isinstance(value, dict):
@@ -179,8 +164,8 @@ def _find_unencodable(
         steps = enumerate(value)
     else:
         try:
-            msgpack.packb(value, use_bin_type=True)
-        except (TypeError, ValueError, OverflowError):
+            ormsgpack.packb(value, default=_refuse, option=_KEEP_OUT)
+        except TypeError:
             return trail, value
         return None
     for step, item in steps:
