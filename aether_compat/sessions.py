@@ -23,9 +23,9 @@ from typing import Any
 
 from .errors import ChannelFull, MemberUnreachable, SessionSendFailed
 from .results import SendResult
+from .session_finish import Decode, Finisher, timed_out
 
 Sender = Callable[[dict[str, Any]], Awaitable[Any]]
-Decode = Callable[[bytes], dict[str, Any]]
 Outcome = BaseException | asyncio.Future[BaseException | None] | None
 """What starting a delivery gives back: `None` (taken), the failure, or a future
 on the caller's loop that resolves to one of those."""
@@ -78,13 +78,13 @@ class Started:
 class SessionTable:
     """Maps channel names to their sessions in this process, and delivers to them."""
 
-    __slots__ = ("_finishing", "_sessions", "decode", "get", "timeout")
+    __slots__ = ("_finisher", "_sessions", "decode", "get", "timeout")
 
     def __init__(self, decode: Decode, timeout: float) -> None:
         self._sessions: dict[str, Session] = {}
         # The session of a channel, or None: the dict's own get, called per member.
         self.get: Callable[[str], Session | None] = self._sessions.get
-        self._finishing: set[asyncio.Task[None]] = set()  # owned, not collected
+        self._finisher = Finisher(decode, timeout)
         self.decode = decode
         self.timeout = timeout
 
@@ -125,7 +125,9 @@ class SessionTable:
                     sent += 1
                 else:
                     errors.append(failure)
-            errors += [self._timed_out(pending[future].channel) for future in late]
+            errors += [
+                timed_out(pending[future].channel, self.timeout) for future in late
+            ]
         return SendResult.of(sent, errors)
 
     def start_many(
@@ -157,7 +159,9 @@ class SessionTable:
                 else:
                     stop[0] = True  # resumed in its task, it ends after this sender
                     session = sessions[started.index]
-                    started.pending[self._suspended(session, driver, step)] = session
+                    started.pending[self._finisher.take_over(session, driver, step)] = (
+                        session
+                    )
             # The driver counts nothing itself: all it passed returned normally.
             skipped = len(started.elsewhere) - skipped
             started.sent += started.index - first - skipped
@@ -237,92 +241,7 @@ class SessionTable:
             return SessionSendFailed(session.channel, exc)
         if step is _DONE:
             return None
-        return self._suspended(session, steps, step)
-
-    def _suspended(
-        self, session: Session, steps: Generator[Any, Any, Any], step: Any
-    ) -> asyncio.Future[Any]:
-        """A sender suspended at its first step: finish it in a task of its own,
-        and queue the session's next deliveries behind it."""
-        waiter = session.loop.create_future()
-        backlog = session.backlog = deque()
-        task = session.loop.create_task(
-            self._finish(session, backlog, _resume(steps, step), waiter)
-        )
-        self._finishing.add(task)
-        task.add_done_callback(self._finishing.discard)
-        return waiter
-
-    async def _finish(
-        self,
-        session: Session,
-        backlog: deque[tuple[bytes, asyncio.Future[Any]]],
-        rest: Awaitable[Any],
-        waiter: asyncio.Future[Any],
-    ) -> None:
-        """The rest of a delivery that suspended, then the ones queued behind it."""
-        try:
-            _resolve(waiter, await self._bounded(session, rest))
-            while backlog:
-                payload, waiter = backlog.popleft()
-                delivery = _call(session.sender, self.decode(payload))
-                _resolve(waiter, await self._bounded(session, delivery))
-        finally:
-            session.backlog = None
-            gone = MemberUnreachable(session.channel, "its session's loop shut down")
-            for _, waiter in backlog:
-                _resolve(waiter, gone)
-
-    async def _bounded(
-        self, session: Session, delivery: Awaitable[Any]
-    ) -> BaseException | None:
-        deadline = asyncio.timeout(self.timeout)
-        try:
-            async with deadline:
-                await delivery
-        except (Exception, asyncio.CancelledError) as exc:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise  # this task itself is being cancelled (its loop is ending)
-            if deadline.expired():
-                return self._timed_out(session.channel)
-            return SessionSendFailed(session.channel, exc)
-        return None
-
-    def _timed_out(self, channel: str) -> SessionSendFailed:
-        error = TimeoutError(f"the sender did not return within {self.timeout:g} s")
-        return SessionSendFailed(channel, error)
-
-
-@types.coroutine
-def _resume(coroutine: Generator[Any, Any, Any], step: Any) -> Generator[Any, Any, Any]:
-    """Go on driving an awaitable whose first step already ran outside any task:
-    `yield from` for one that has been started."""
-    while True:
-        try:
-            sent = yield step
-        except GeneratorExit:
-            coroutine.close()
-            raise
-        except BaseException as exc:
-            try:
-                step = coroutine.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-        else:
-            try:
-                step = coroutine.send(sent)
-            except StopIteration as stop:
-                return stop.value
-
-
-async def _call(sender: Sender, message: dict[str, Any]) -> None:
-    await sender(message)  # inside the deadline, even if calling it raises
-
-
-def _resolve(waiter: asyncio.Future[Any], outcome: BaseException | None) -> None:
-    if not waiter.done():
-        waiter.set_result(outcome)
+        return self._finisher.take_over(session, steps, step)
 
 
 def _settle(
