@@ -2,6 +2,7 @@
 configured layer, and as real subprocesses against the demo project's settings."""
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -31,6 +32,14 @@ def run(*args):
     return out.getvalue(), err.getvalue()
 
 
+def run_failing(*args):
+    """call_command that must fail: (stdout, stderr, the CommandError)."""
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError) as failure:
+        call_command(*args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue(), failure.value
+
+
 def joined(layer, group, count):
     channels = [async_to_sync(layer.new_channel)() for _ in range(count)]
     for channel in channels:
@@ -46,7 +55,8 @@ def test_broadcast_prints_counts_and_each_error(make_layer, backend):
     Channels.configure(layer)
     *others, full = joined(layer, "room:cmd", 3)
     assert Channels.sync.send(full, "fills it") is True
-    out, err = run("broadcast", "room:cmd", "hi", "--sender", "ops")
+    out, err, failure = run_failing("broadcast", "room:cmd", "hi", "--sender", "ops")
+    assert "1 of 3 members of 'room:cmd' did not get the message" in str(failure)
     first, error = out.splitlines()
     assert first == "Broadcast to 'room:cmd': sent=2 failed=1"
     assert error.startswith("error: ChannelFull: ")
@@ -55,6 +65,60 @@ def test_broadcast_prints_counts_and_each_error(make_layer, backend):
     for member in others:
         event = async_to_sync(receive)(layer, member)
         assert (event["text"], event["sender"]) == ("hi", "ops")
+
+
+def test_broadcast_allow_partial_accepts_a_partial_delivery(make_layer):
+    layer = make_layer(capacity=1)
+    Channels.configure(layer)
+    *_, full = joined(layer, "room:part", 2)
+    assert Channels.sync.send(full, "fills it") is True
+    out, _ = run("broadcast", "room:part", "hi", "--allow-partial")
+    assert out.splitlines()[0] == "Broadcast to 'room:part': sent=1 failed=1"
+
+
+def test_broadcast_allow_partial_still_fails_when_nobody_got_it(make_layer):
+    layer = make_layer(capacity=1)
+    Channels.configure(layer)
+    (full,) = joined(layer, "room:none", 1)
+    assert Channels.sync.send(full, "fills it") is True
+    run_failing("broadcast", "room:none", "hi", "--allow-partial")
+
+
+def test_broadcast_json_for_scripts(make_layer):
+    layer = make_layer(capacity=1)
+    Channels.configure(layer)
+    _, full = joined(layer, "room:json", 2)
+    assert Channels.sync.send(full, "fills it") is True
+    out, _, _ = run_failing("broadcast", "room:json", "hi", "--json")
+    report = json.loads(out)
+    assert (report["group"], report["sent"], report["failed"]) == ("room:json", 1, 1)
+    (error,) = report["errors"]
+    assert (error["type"], error["channel"]) == ("ChannelFull", full)
+
+
+def test_group_members_json_for_scripts(make_layer):
+    layer = make_layer()
+    Channels.configure(layer)
+    members = joined(layer, "room:list", 2)
+    out, _ = run("group_members", "room:list", "--json")
+    assert json.loads(out) == {"group": "room:list", "members": sorted(members)}
+
+
+@pytest.mark.redis
+def test_unreachable_redis_is_a_one_line_error_and_a_failure():
+    """Redis down: broadcast reports the failure and exits non-zero; group_members
+    says so in one line instead of a traceback."""
+    from aether_compat.layers import RedisChannelLayer
+    from testing_support.redis_process import free_port
+
+    down = RedisChannelLayer(hosts=[f"redis://127.0.0.1:{free_port()}"])
+    Channels.configure(down)
+    out, _, failure = run_failing("broadcast", "room:down", "hi")
+    assert "sent=0 failed=1" in out
+    assert "did not get the message" in str(failure)
+    _, _, failure = run_failing("group_members", "room:down")
+    assert str(failure).startswith("cannot list 'room:down': ")
+    assert "\n" not in str(failure)
 
 
 def test_broadcast_binary_sends_the_files_bytes(make_layer, tmp_path):

@@ -1,5 +1,10 @@
-"""`manage.py broadcast GROUP MESSAGE`: send to a group and print who got it."""
+"""`manage.py broadcast GROUP MESSAGE`: send to a group and print who got it.
 
+It exits non-zero when any member failed (scripts and cron jobs notice), unless
+`--allow-partial` accepts a delivery that reached some members; `--json` prints one
+object for scripts instead of the text report."""
+
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,14 @@ class Command(BaseCommand):
             metavar="FILE",
             help="send the bytes of FILE ('-' for stdin) instead of MESSAGE",
         )
+        parser.add_argument(
+            "--allow-partial",
+            action="store_true",
+            help="exit 0 when some members failed but at least one got it",
+        )
+        parser.add_argument(
+            "--json", action="store_true", help="print the result as one JSON object"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         group, text, path = options["group"], options["message"], options["binary"]
@@ -44,7 +57,16 @@ class Command(BaseCommand):
                 result = target.broadcast_binary(data, sender=options["sender"])
         except (TypeError, ImproperlyConfigured, OSError) as exc:
             raise CommandError(str(exc)) from exc
-        self._report(group, result, counted=is_aether_layer(layer))
+        if options["json"]:
+            self.stdout.write(json.dumps(_as_json(group, result)))
+        else:
+            self._report(group, result, counted=is_aether_layer(layer))
+        partial_is_fine = options["allow_partial"] and result.sent_count > 0
+        if result.failed_count and not partial_is_fine:
+            raise CommandError(
+                f"{result.failed_count} of {result.sent_count + result.failed_count} "
+                f"members of {group!r} did not get the message"
+            )
 
     def _warn_about_reach(self, layer: Any) -> None:
         note = reach_note(layer)
@@ -63,6 +85,23 @@ class Command(BaseCommand):
                 "Note: this layer does not count deliveries (its group_send returns "
                 "None), so sent=0 means 'not counted', not 'nobody'."
             )
+
+
+def _as_json(group: str, result: SendResult) -> dict[str, Any]:
+    errors = [
+        {
+            "type": type(error).__name__,
+            "channel": getattr(error, "channel", None),
+            "message": str(error),
+        }
+        for error in result.errors
+    ]
+    return {
+        "group": group,
+        "sent": result.sent_count,
+        "failed": result.failed_count,
+        "errors": errors,
+    }
 
 
 def _read_bytes(path: str) -> bytes:

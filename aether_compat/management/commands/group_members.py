@@ -1,10 +1,14 @@
-"""`manage.py group_members GROUP`: list the channels in a group, then their count."""
+"""`manage.py group_members GROUP`: list the channels in a group, then their count
+(or, with `--json`, one object for scripts). An unreachable layer is a one-line
+error and a non-zero exit."""
 
+import json
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from ...errors import AetherError
 from ...facade import Channels
 from .. import reach_note
 
@@ -14,6 +18,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("group", help="group name, e.g. room:lobby")
+        parser.add_argument(
+            "--json", action="store_true", help="print the members as one JSON object"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         group = options["group"]
@@ -25,6 +32,11 @@ class Command(BaseCommand):
             members = Channels.sync.group_members(group)
         except (TypeError, ImproperlyConfigured, NotImplementedError) as exc:
             raise CommandError(str(exc)) from exc
+        except (AetherError, ConnectionError, OSError) as exc:
+            raise CommandError(f"cannot list {group!r}: {exc}") from exc
+        if options["json"]:
+            self.stdout.write(json.dumps({"group": group, "members": sorted(members)}))
+            return
         for member in sorted(members):
             self.stdout.write(member)
         noun = "member" if len(members) == 1 else "members"
