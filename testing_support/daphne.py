@@ -17,16 +17,17 @@ STARTUP_SECONDS = 30.0
 _LISTENING = re.compile(r"Listening on TCP address 127\.0\.0\.1:(\d+)")
 
 
-def project_env(db_path: Path, **extra: str) -> dict[str, str]:
-    """The environment a demo process runs with: its own database, no Redis
-    unless `extra` names one."""
+def project_env(db_path: Path | None, **extra: str) -> dict[str, str]:
+    """The environment a demo process runs with: its own database (None: the
+    project's default one), no Redis unless `extra` names one."""
     env = {key: value for key, value in os.environ.items() if key != "AETHER_REDIS_URL"}
     env.update(
         DJANGO_SETTINGS_MODULE="project.config.settings",
-        AETHER_DB_PATH=str(db_path),
         PYTHONPATH=str(ROOT),
         PYTHONUNBUFFERED="1",
     )
+    if db_path is not None:
+        env["AETHER_DB_PATH"] = str(db_path)
     env.update(extra)
     return env
 

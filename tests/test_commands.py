@@ -3,7 +3,6 @@ configured layer, and as real subprocesses against the demo project's settings."
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -17,6 +16,7 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from aether_compat import Channels
+from testing_support.daphne import project_env
 from tests.support.facade import receive
 from tests.support.layers import REDIS_URL
 
@@ -186,15 +186,10 @@ def test_no_layer_configured_is_a_command_error():
 
 def manage(*args, env=None):
     """Run manage.py against the demo settings (in-memory unless `env` says else)."""
-    environment = {
-        key: value for key, value in os.environ.items() if key != "AETHER_REDIS_URL"
-    }
-    environment["DJANGO_SETTINGS_MODULE"] = "project.config.settings"
-    environment.update(env or {})
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        env=environment,
+        env=project_env(None, **(env or {})),
         capture_output=True,
         text=True,
         timeout=60,

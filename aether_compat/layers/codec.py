@@ -86,11 +86,8 @@ def _find_bad_key(message: dict[Any, Any]) -> tuple[tuple[Any, ...], Any] | None
             pending.pop()
             continue
         value, trail = pending[-1].pop()
-        if isinstance(value, dict):
-            steps: Any = value.items()
-        elif isinstance(value, list | tuple):
-            steps = enumerate(value)
-        else:
+        steps = _steps(value)
+        if steps is None:
             continue
         inner = []
         for step, item in steps:
@@ -100,6 +97,15 @@ def _find_bad_key(message: dict[Any, Any]) -> tuple[tuple[Any, ...], Any] | None
         if inner and len(pending) > MAX_DEPTH:
             raise InvalidMessage(_too_deep(_path(trail)))
         pending.append(inner[::-1])
+    return None
+
+
+def _steps(value: Any) -> Any:
+    """(key or index, item) pairs of a dict, list or tuple; None for anything else."""
+    if isinstance(value, dict):
+        return value.items()
+    if isinstance(value, list | tuple):
+        return enumerate(value)
     return None
 
 
@@ -158,11 +164,8 @@ def _find_unencodable(
     is a plain `str` by now)."""
     if depth > MAX_DEPTH:
         return trail, _TOO_DEEP
-    if isinstance(value, dict):
-        steps: Any = value.items()
-    elif isinstance(value, list | tuple):
-        steps = enumerate(value)
-    else:
+    steps = _steps(value)
+    if steps is None:
         try:
             ormsgpack.packb(value, default=_refuse, option=_KEEP_OUT)
         except TypeError:

@@ -22,7 +22,7 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from .config import COMMAND_TIMEOUT, Host
-from .connections import Command, Tagged
+from .connections import Command, Tagged, group_by_host
 from .presence import Presence, leave_steps
 from .util import REDIS_FAILURES, backoff, logger, now_ms
 
@@ -169,11 +169,8 @@ class Beat:
         if self._clients is None:
             self._clients = [host.connect_sync() for host in self._hosts]
         clients = self._clients
-        by_host: dict[int, list[int]] = {}
-        for index, (tag, _) in enumerate(tagged):
-            host = 0 if len(clients) == 1 else self._shard(tag)
-            by_host.setdefault(host, []).append(index)
         results: list[Any] = [None] * len(tagged)
+        by_host = group_by_host(tagged, len(clients), self._shard)
         for host, indexes in by_host.items():
             done = run_sync(clients[host], [tagged[i][1] for i in indexes])
             for index, result in zip(indexes, done, strict=True):

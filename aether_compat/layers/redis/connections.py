@@ -73,10 +73,7 @@ class Connections:
         """Like `execute`, but a host that fails puts its exception in place of the
         results of its commands, and the other hosts' results are kept."""
         clients = self._for_loop()
-        by_host: dict[int, list[int]] = {}
-        for index, (tag, _) in enumerate(tagged):
-            host = 0 if len(clients) == 1 else self.shard(tag)
-            by_host.setdefault(host, []).append(index)
+        by_host = group_by_host(tagged, len(clients), self.shard)
         results: list[Any] = [None] * len(tagged)
 
         async def run_on(host: int, indexes: list[int]) -> None:
@@ -153,6 +150,16 @@ class Connections:
         `loop.close()`); their sockets close when the clients are collected."""
         for loop in [loop for loop in self._loops if loop.is_closed()]:
             del self._loops[loop]
+
+
+def group_by_host(
+    tagged: Tagged, hosts: int, shard: Callable[[str], int]
+) -> dict[int, list[int]]:
+    """host index -> the indexes of the commands it runs (one pipeline each)."""
+    by_host: dict[int, list[int]] = {}
+    for index, (tag, _) in enumerate(tagged):
+        by_host.setdefault(0 if hosts == 1 else shard(tag), []).append(index)
+    return by_host
 
 
 async def run_batch(client: Any, commands: list[Command]) -> list[Any]:
