@@ -47,8 +47,10 @@ class Beat:
         one_server: bool,
         live_check: Callable[[], Callable[[str], bool]],
         on_error: Callable[[BaseException], None],
+        name: str | None = None,
     ) -> None:
         self._hosts = hosts
+        self._name = name
         self._presence = presence
         self._shard = shard
         self._one_server = one_server
@@ -167,7 +169,7 @@ class Beat:
     def execute(self, tagged: Tagged) -> list[Any]:
         """Run the commands, one pipeline per host; results in order."""
         if self._clients is None:
-            self._clients = [host.connect_sync() for host in self._hosts]
+            self._clients = [host.connect_sync(self._name) for host in self._hosts]
         clients = self._clients
         results: list[Any] = [None] * len(tagged)
         by_host = group_by_host(tagged, len(clients), self._shard)

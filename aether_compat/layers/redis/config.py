@@ -41,11 +41,14 @@ class Host:
     options: dict[str, Any] = field(hash=False, compare=False)
     identity: str
 
-    def connect(self, *, blocking: bool) -> Client:
+    def connect(self, *, blocking: bool, name: str | None = None) -> Client:
         """A new client with deliberate timeouts. Commands are never retried by
         redis-py (a retried script could deliver a message twice); the layer
-        reconnects and counts failures itself."""
+        reconnects and counts failures itself. `name` is set on every connection
+        (CLIENT SETNAME), so that `CLIENT LIST` shows which layer holds it."""
         options = dict(self.options)
+        if name is not None:
+            options.setdefault("client_name", name)
         timeout = options.pop("socket_timeout", COMMAND_TIMEOUT)
         if blocking and timeout is not None:
             timeout = timeout + BLOCK_SECONDS
@@ -61,10 +64,12 @@ class Host:
             return RedisCluster.from_url(options.pop("address"), **options)
         return Redis(connection_pool=self._pool(options, blocking))
 
-    def connect_sync(self) -> Any:
+    def connect_sync(self, name: str | None = None) -> Any:
         """A redis-py client without an event loop, for the presence thread: the
-        same address and timeouts as `connect`, no retries by redis-py."""
+        same address, timeouts and name as `connect`, no retries by redis-py."""
         options = dict(self.options)
+        if name is not None:
+            options.setdefault("client_name", name)
         options.setdefault("socket_timeout", COMMAND_TIMEOUT)
         options.setdefault("socket_connect_timeout", COMMAND_TIMEOUT)
         options.setdefault("socket_keepalive", True)

@@ -41,8 +41,11 @@ def command(*words: Any) -> Command:
 class Connections:
     """Clients per (event loop, host), and where each hash tag lives."""
 
-    def __init__(self, hosts: list[Host], before_loop_close: LoopHook) -> None:
+    def __init__(
+        self, hosts: list[Host], before_loop_close: LoopHook, name: str | None = None
+    ) -> None:
         self.hosts = hosts
+        self.name = name
         self.one_server = len(hosts) == 1 and hosts[0].kind != "cluster"
         self._before_loop_close = before_loop_close
         self._loops: dict[asyncio.AbstractEventLoop, tuple[Pairs, Any]] = {}
@@ -118,7 +121,10 @@ class Connections:
                 if entry is None:
                     self._forget_closed_loops()
                     pairs = [
-                        (host.connect(blocking=False), host.connect(blocking=True))
+                        (
+                            host.connect(blocking=False, name=self.name),
+                            host.connect(blocking=True, name=self.name),
+                        )
                         for host in self.hosts
                     ]
                     entry = self._loops[loop] = (pairs, self._guard(loop, pairs))

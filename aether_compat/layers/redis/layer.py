@@ -79,8 +79,16 @@ class RedisChannelLayer(AetherLayer):
         self._presence = Presence(
             self.prefix, self._box, self.presence_timeout, self.group_expiry
         )
-        self._connections = Connections(self.hosts, self._stop_tasks_on)
+        self._connections = Connections(
+            self.hosts, self._stop_tasks_on, name=f"aether_compat.{self.client_id}"
+        )
         self._assemble()
+
+    @property
+    def connection_name(self) -> str:
+        """The name every Redis connection of this instance carries (CLIENT
+        SETNAME), so that `CLIENT LIST` tells which connections it holds."""
+        return self._connections.name or ""
 
     def _after_fork_in_child(self) -> None:
         """A forked child is another process: a new identity, nothing inherited
@@ -117,6 +125,7 @@ class RedisChannelLayer(AetherLayer):
             self._connections.one_server,
             self._live_check,
             self.stats.redis_error,
+            self._connections.name,
         )
 
     def _live_check(self) -> Callable[[str], bool]:
