@@ -19,12 +19,10 @@ if settings.DEBUG:
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import (  # noqa: E402
-    AllowedHostsOriginValidator,
-    WebsocketDenier,
-)
+from channels.security.websocket import WebsocketDenier  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from aether_compat.origins import SameOriginValidator  # noqa: E402
 from project.demo.routing import websocket_urlpatterns  # noqa: E402
 
 websocket_routes = URLRouter(
@@ -39,6 +37,6 @@ websocket_routes = URLRouter(
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(websocket_routes)),
+        "websocket": SameOriginValidator(AuthMiddlewareStack(websocket_routes)),
     }
 )
