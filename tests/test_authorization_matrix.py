@@ -332,9 +332,10 @@ async def test_the_full_authorization_matrix(deployment, endpoint):
         pytest.param(None, 403, id="no-origin"),
         pytest.param("file://", 403, id="file-page"),
         pytest.param("http://[", 400, id="malformed"),
-        # ALLOWED_HOSTS names hosts, not origins: a page on another port of an
-        # allowed host is let in (documented in the README's security notes).
-        pytest.param("http://127.0.0.1:1", 101, id="other-port-same-host"),
+        # The origin is compared whole (scheme, host and port), as Django's CSRF
+        # check does: another port or scheme of the same host is another site.
+        pytest.param("http://127.0.0.1:1", 403, id="other-port-same-host"),
+        pytest.param("https://127.0.0.1", 403, id="other-scheme-same-host"),
     ],
 )
 @pytest.mark.parametrize("deployment", REDIS_DEPLOYMENTS, indirect=True)
