@@ -38,3 +38,20 @@ def test_weak_passwords_are_refused(password):
 
 def test_a_long_unusual_password_is_accepted():
     validate_password("correct horse battery staple 42")
+
+
+def test_guest_names_are_keyed_and_do_not_collide():
+    """Guest names come from the connection and SECRET_KEY: 100,000 connections
+    get 100,000 names, and another key gives other names (nobody can compute or
+    pick someone's name from the channel name alone)."""
+    from django.test import override_settings
+
+    from project.demo.presence import guest_name
+
+    channels = [f"aether.abc123!{n}" for n in range(100_000)]
+    names = {guest_name(channel) for channel in channels}
+    assert len(names) == len(channels)
+    first = guest_name(channels[0])
+    assert guest_name(channels[0]) == first
+    with override_settings(SECRET_KEY="another-key-" + "x" * 40):
+        assert guest_name(channels[0]) != first

@@ -2,9 +2,12 @@
 are present (across processes, on Redis too), `ChatSession` rows give them names."""
 
 import hashlib
+import hmac
 import json
 import logging
 from collections import Counter
+
+from django.conf import settings
 
 from aether_compat import ChannelMessage, Channels
 
@@ -15,8 +18,11 @@ logger = logging.getLogger(__name__)
 
 
 def guest_name(channel: str) -> str:
-    """A short stable name for an anonymous connection."""
-    return "guest-" + hashlib.sha256(channel.encode()).hexdigest()[:4]
+    """A stable name for an anonymous connection that nobody can guess or choose
+    (keyed with SECRET_KEY) and two guests practically never share (48 bits)."""
+    key = settings.SECRET_KEY.encode()
+    digest = hmac.new(key, b"guest:" + channel.encode(), hashlib.sha256)
+    return "guest-" + digest.hexdigest()[:12]
 
 
 async def roster(group: str) -> dict[str, object]:
