@@ -1,6 +1,7 @@
-"""The reliability table (issue 6): runs the fault, bad-input, slow-consumer,
-authorization and load tests, collects the figures each one measured, and writes
-them as a markdown table to bench/results/reliability.md (and prints it).
+"""The reliability table (docs/reliability.md): runs the fault, bad-input,
+slow-consumer, authorization and load tests, collects the figures each one
+measured, and writes them as a markdown table to bench/results/reliability.md (and
+prints it).
 
     python bench/reliability_report.py [-k EXPRESSION] [--out PATH]
 
