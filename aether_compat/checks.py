@@ -109,7 +109,7 @@ def _layer(alias: str, entry: Any) -> Iterable[Error]:
         yield Error(
             f"CHANNEL_LAYERS[{alias!r}]['CONFIG'] is refused by "
             f"{layer_class.__name__}: {exc}",
-            hint="The README lists every CONFIG key of the layer with its default.",
+            hint="docs/settings.md lists every CONFIG key with its default.",
             id="aether_compat.E004",
         )
 

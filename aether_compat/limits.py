@@ -2,7 +2,7 @@
 when one is broken badly, and the command rate limiter.
 
 Settings: `AETHER_WEBSOCKET_LIMITS = {"commands_per_second": 50, ...}` overrides any
-field of `Limits`; the README's limits table lists every field with its default.
+field of `Limits`; docs/settings.md lists every field with its default.
 """
 
 import time
