@@ -245,8 +245,8 @@ async def test_a_client_that_answers_pings_stays_connected(layer):
 async def test_a_silent_client_is_pinged_then_leaves_its_groups_and_is_closed(layer):
     ws, _ = await open_v1()
     await frame(ws)
+    silent_since = time.monotonic()  # the last frame is sent after this
     await ask(ws, action="join", group="room:beat")
-    silent_since = time.monotonic()
     output = await ws.receive_output(2)
     pings = 0
     while output["type"] == "websocket.send":
