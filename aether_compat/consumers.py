@@ -6,6 +6,7 @@ Subclasses override small methods, never the lifecycle: `get_groups()` (joined
 before the socket is accepted), `get_policy()`, `get_limits()`, `sender_name()`,
 `build_message()`, and the hooks `connected()`, `joined()`, `left()`, `sent()`,
 `disconnect()`; `channel_layer_alias` picks the layer, as in any Channels consumer.
+They send their own frames with `push()`, which speaks the connection's dialect.
 """
 
 import logging
@@ -28,13 +29,12 @@ from .messages import ChannelMessage
 from .outbound import OutboundLimit
 from .permissions import GroupPolicy, check_command, get_group_policy, is_authenticated
 from .protocol import (
+    LEGACY,
     Command,
+    Dialect,
     chat_message,
-    error_frame,
-    joined_frame,
-    left_frame,
     parse_command,
-    sent_frame,
+    pick_dialect,
     utf8_size,
 )
 from .results import SendResult
@@ -54,7 +54,12 @@ class AetherConsumer(SocketDelivery):
     On aether_compat layers the connection registers itself as a session, so group
     messages are written straight to the socket by the sender's task, skipping
     Channels' per-message dispatch; other events still reach their handlers.
+
+    A client that offers the subprotocol `aether.v1` gets its frames (see
+    docs/protocol.md); any other gets the legacy frames.
     """
+
+    dialect: Dialect = LEGACY
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.scope = scope
@@ -116,9 +121,25 @@ class AetherConsumer(SocketDelivery):
     async def sent(self, command: Command, result: SendResult) -> None:
         """Called after a `send` command was broadcast."""
 
+    # Frames to this connection
+
+    async def push(self, data: str | bytes) -> None:
+        """Send `data` to this connection alone, as the application's own frame:
+        v1 clients get text as an `aether.message` with `group: null`, legacy
+        clients the text itself; bytes go as a binary frame to both."""
+        if isinstance(data, str):
+            await self.send(text_data=self.dialect.push(data))
+        else:
+            await self.send(bytes_data=data)
+
+    def frame_text(self, event: dict[str, Any], text: str) -> str:
+        """A group message in this connection's dialect."""
+        return self.dialect.message(event, text)
+
     # Lifecycle
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
+        self.dialect = pick_dialect(self.scope.get("subprotocols"))
         self.policy = self.get_policy()
         self.limits = self.get_limits()
         self._rate = RateLimiter(
@@ -136,7 +157,7 @@ class AetherConsumer(SocketDelivery):
         if not await self._join_on_connect(groups):
             await self.close()
             return
-        await self.accept()
+        await self.accept(subprotocol=self.dialect.subprotocol)
         self.state = OPEN
         await self.connected()
 
@@ -188,27 +209,39 @@ class AetherConsumer(SocketDelivery):
             command = parse_command(
                 text_data, bytes_data, max_frame_bytes=self.limits.max_frame_bytes
             )
-            check_command(self.policy, self.user, command)
-            reply = await self.run_command(command)
+            if command.action == "pong":
+                return
+            if command.action == "ping":
+                reply = self.dialect.pong(command.ref)
+            else:
+                check_command(self.policy, self.user, command)
+                reply = await self.run_command(command)
         except CommandRejected as exc:
-            reply = error_frame(exc, command.group if command else None)
+            if command is None:
+                reply = self.dialect.error(exc, None, exc.ref)
+            else:
+                reply = self.dialect.error(exc, command.group, command.ref)
         if self.state == OPEN:
             await self.send(text_data=reply)
 
     async def run_command(self, command: Command) -> str:
-        """Carry out an allowed command and return the reply frame."""
+        """Carry out an allowed join, leave or send and return the reply frame."""
+        group = command.group
+        if group is None:
+            raise ValueError(f"run_command() needs a group command, got {command}")
         if command.action == "join":
-            await self.join(command.group)
-            return joined_frame(command.group)
+            await self.join(group)
+            return self.dialect.joined(group, command.ref)
         if command.action == "leave":
-            await self.leave(command.group)
-            return left_frame(command.group)
+            await self.leave(group)
+            return self.dialect.left(group, command.ref)
         message = self.build_message(command)
         with _layer_errors():
-            group = self.channels.group(command.group)
-            result = await group.broadcast(message, sender=self.sender_name())
+            result = await self.channels.group(group).broadcast(
+                message, sender=self.sender_name()
+            )
         await self.sent(command, result)
-        return sent_frame(command.group, result)
+        return self.dialect.sent(group, result, command.ref)
 
     async def join(self, group: str) -> None:
         """Add this connection to `group` (no policy check: callers check)."""

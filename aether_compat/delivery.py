@@ -79,9 +79,13 @@ class SocketDelivery(AsyncWebsocketConsumer):
             raise refusal
         await self._write(event)
 
+    def frame_text(self, event: dict[str, Any], text: str) -> str:
+        """The text frame a text `aether.message` event becomes on this socket."""
+        return text
+
     async def _write(self, event: dict[str, Any]) -> None:
         if (text := event.get("text")) is not None:
-            await self.send(text_data=text)
+            await self.send(text_data=self.frame_text(event, text))
         elif (data := event.get("bytes")) is not None:
             await self.send(bytes_data=data)
         else:

@@ -66,9 +66,11 @@ class MemberUnreachable(AetherError):
 
 class CommandRejected(AetherError):
     """Raised when a WebSocket command is malformed or not allowed; `code` is a short
-    machine-readable reason (`not_json`, `not_allowed`, ...) sent back to the client."""
+    machine-readable reason (`not_json`, `not_allowed`, ...) sent back to the client,
+    with the command's `ref` when it could be read."""
 
-    def __init__(self, code: str, detail: str) -> None:
+    def __init__(self, code: str, detail: str, ref: str | int | None = None) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
+        self.ref = ref

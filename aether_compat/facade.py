@@ -200,7 +200,7 @@ class Group:
         """Send text (a `ChannelMessage` goes as its JSON) to every member. With
         `confirm` (True, or a deadline in seconds) a member in another process
         counts as sent only once its process said it handed the message on."""
-        event = _text_event(message, sender)
+        event = _text_event(message, sender, self.name)
         return await self._facade._group_send(self.name, event, confirm)
 
     async def broadcast_binary(
@@ -218,7 +218,7 @@ class Group:
             )
         _check_sender(sender)
         return await self._facade._group_send(
-            self.name, bytes_event(bytes(data), sender), confirm
+            self.name, bytes_event(bytes(data), sender, self.name), confirm
         )
 
     def __eq__(self, other: object) -> bool:
@@ -265,14 +265,16 @@ def _check_sender(sender: Any) -> None:
         raise TypeError(f"sender must be a string or None, got {type(sender).__name__}")
 
 
-def _text_event(message: Any, sender: str | None) -> AetherTextEvent:
+def _text_event(
+    message: Any, sender: str | None, group: str | None = None
+) -> AetherTextEvent:
     _check_sender(sender)
     if isinstance(message, ChannelMessage):
         return text_event(
-            message.to_json(), sender if sender is not None else message.sender
+            message.to_json(), sender if sender is not None else message.sender, group
         )
     if isinstance(message, str):
-        return text_event(message, sender)
+        return text_event(message, sender, group)
     raise TypeError(
         f"a message must be str or ChannelMessage, got {type(message).__name__}"
         + ("; use broadcast_binary() for bytes" if isinstance(message, bytes) else "")

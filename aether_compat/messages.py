@@ -77,11 +77,13 @@ def _check_fields(type_: Any, payload: Any, sender: Any, target: Any, ts: Any) -
 
 
 class AetherTextEvent(TypedDict):
-    """A facade text broadcast as it travels on the channel layer."""
+    """A facade text broadcast as it travels on the channel layer; `group` names
+    the group it was broadcast to (v1 clients see it), absent for direct sends."""
 
     type: Literal["aether.message"]
     text: str
     sender: NotRequired[str | None]
+    group: NotRequired[str]
 
 
 class AetherBytesEvent(TypedDict):
@@ -90,11 +92,22 @@ class AetherBytesEvent(TypedDict):
     type: Literal["aether.message"]
     bytes: bytes
     sender: NotRequired[str | None]
+    group: NotRequired[str]
 
 
-def text_event(text: str, sender: str | None = None) -> AetherTextEvent:
-    return {"type": AETHER_MESSAGE, "text": text, "sender": sender}
+def text_event(
+    text: str, sender: str | None = None, group: str | None = None
+) -> AetherTextEvent:
+    event: AetherTextEvent = {"type": AETHER_MESSAGE, "text": text, "sender": sender}
+    if group is not None:
+        event["group"] = group
+    return event
 
 
-def bytes_event(data: bytes, sender: str | None = None) -> AetherBytesEvent:
-    return {"type": AETHER_MESSAGE, "bytes": data, "sender": sender}
+def bytes_event(
+    data: bytes, sender: str | None = None, group: str | None = None
+) -> AetherBytesEvent:
+    event: AetherBytesEvent = {"type": AETHER_MESSAGE, "bytes": data, "sender": sender}
+    if group is not None:
+        event["group"] = group
+    return event

@@ -71,6 +71,7 @@ async def test_broadcast_reaches_every_member_with_its_sender(facade_layer):
             "type": "aether.message",
             "text": "Hello!",
             "sender": "u1",
+            "group": "room:general",
         }
 
 
@@ -79,7 +80,12 @@ async def test_broadcast_binary_travels_as_bytes(facade_layer):
     result = await Channels.group("room:img").broadcast_binary(b"\x89PNG\x00")
     assert result == SendResult(1, 0, ())
     event = await receive(facade_layer, a)
-    assert event == {"type": "aether.message", "bytes": b"\x89PNG\x00", "sender": None}
+    assert event == {
+        "type": "aether.message",
+        "bytes": b"\x89PNG\x00",
+        "sender": None,
+        "group": "room:img",
+    }
 
 
 async def test_broadcast_to_an_empty_group_counts_nothing(facade_layer):

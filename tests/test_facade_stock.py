@@ -73,6 +73,7 @@ async def test_broadcast_reaches_members_but_is_not_counted(stock):
             "type": "aether.message",
             "text": "hi",
             "sender": "ann",
+            "group": "room:lobby",
         }
 
 

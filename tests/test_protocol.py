@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from aether_compat import ChannelMessage, CommandRejected, SendResult
 from aether_compat.protocol import (
+    ACTIONS,
     Command,
     chat_message,
     error_frame,
@@ -160,7 +161,7 @@ def test_any_text_frame_is_a_command_or_a_clear_rejection(text):
     except CommandRejected as exc:
         error_frame(exc).encode("utf-8")
     else:
-        assert command.action in ("join", "leave", "send")
+        assert command.action in ACTIONS
         assert (command.message is not None) == (command.action == "send")
 
 
@@ -170,3 +171,78 @@ def test_any_binary_frame_is_rejected(data):
     with pytest.raises(CommandRejected) as caught:
         parse(None, data)
     assert caught.value.code == "binary_frame"
+
+
+# Refs, echo, ping and pong
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            '{"action": "join", "group": "room:a", "ref": 0}',
+            Command("join", "room:a", ref=0),
+            id="int-ref-zero",
+        ),
+        pytest.param(
+            '{"action": "leave", "group": "room:a", "ref": 9007199254740991}',
+            Command("leave", "room:a", ref=2**53 - 1),
+            id="int-ref-max",
+        ),
+        pytest.param(
+            frame(action="send", group="room:a", message="m", ref="x" * 64),
+            Command("send", "room:a", "m", ref="x" * 64),
+            id="str-ref-64",
+        ),
+        pytest.param(
+            frame(action="send", group="room:a", message="m", echo=False, ref="é"),
+            Command("send", "room:a", "m", ref="é", echo=False),
+            id="echo-false",
+        ),
+        pytest.param(frame(action="ping"), Command("ping"), id="ping"),
+        pytest.param(
+            frame(action="ping", ref="p1"), Command("ping", ref="p1"), id="ping-ref"
+        ),
+        pytest.param(frame(action="pong"), Command("pong"), id="pong"),
+    ],
+)
+def test_refs_echo_and_heartbeat_commands_parse(text, expected):
+    assert parse(text) == expected
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        pytest.param('""', id="empty-string"),
+        pytest.param(json.dumps("x" * 65), id="65-chars"),
+        pytest.param("-1", id="negative"),
+        pytest.param("9007199254740992", id="2-to-the-53"),
+        pytest.param("1.5", id="fraction"),
+        pytest.param("1.0", id="float-literal"),
+        pytest.param("1e3", id="exponent"),
+        pytest.param("null", id="null"),
+        pytest.param("true", id="boolean"),
+        pytest.param("[1]", id="array"),
+        pytest.param('"\\ud800"', id="lone-surrogate"),
+        pytest.param("9" * 5000, id="5000-digits"),
+    ],
+)
+def test_a_bad_ref_is_rejected_with_no_ref_to_echo(ref):
+    text = '{"action": "join", "group": "room:a", "ref": ' + ref + "}"
+    with pytest.raises(CommandRejected) as caught:
+        parse(text)
+    assert caught.value.code == "invalid_ref"
+    assert caught.value.ref is None
+    assert caught.value.detail.isascii()
+
+
+def test_errors_after_the_ref_carry_it():
+    with pytest.raises(CommandRejected) as caught:
+        parse(frame(action="join", group="a b", ref=7))
+    assert (caught.value.code, caught.value.ref) == ("invalid_group", 7)
+
+
+def test_echo_must_be_a_boolean():
+    with pytest.raises(CommandRejected) as caught:
+        parse(frame(action="send", group="room:a", message="m", echo=0, ref="r"))
+    assert (caught.value.code, caught.value.ref) == ("invalid_echo", "r")

@@ -85,6 +85,7 @@ async def test_plain_thread_reaches_a_receiver_waiting_in_the_main_loop(layer):
         "type": "aether.message",
         "text": "from a thread",
         "sender": "worker",
+        "group": "room:thread",
     }
     members = await asyncio.to_thread(Channels.sync.group_members, "room:thread")
     assert members == {channel}

@@ -55,7 +55,7 @@ class ChatConsumer(CountingConsumer):
 
     async def connected(self) -> None:
         await Room.objects.aget_or_create(name=self.room)
-        await self.send(text_data=_hello(self.sender_name(), self.room_group))
+        await self.push(_hello(self.sender_name(), self.room_group))
         await presence.arrive(self.channel_name, self.room_group, self.sender_name())
 
     async def left(self, group: str) -> None:
@@ -80,7 +80,7 @@ class DashboardConsumer(AetherConsumer):
                 logger.warning("dashboard snapshot failed: %r", exc)
             else:
                 frame = ChannelMessage(type="dashboard.stats", payload=data)
-                await self.send(text_data=frame.to_json())
+                await self.push(frame.to_json())
             await asyncio.sleep(DASHBOARD_TICK_SECONDS)
 
 

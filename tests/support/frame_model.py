@@ -13,7 +13,12 @@ FRAMES_PER_PATH = 10_000
 PER_EXAMPLE = 10
 MAX_FRAME = 64 * 1024  # the default max_frame_bytes
 MAX_GROUPS = 100  # the default max_groups
-REPLIES = {"join": "aether.joined", "leave": "aether.left", "send": "aether.sent"}
+REPLIES = {
+    "join": "aether.joined",
+    "leave": "aether.left",
+    "send": "aether.sent",
+    "ping": "aether.pong",
+}
 GROUP_RULE = re.compile(r"[A-Za-z0-9_.:\-]{1,99}", re.ASCII)
 ANONYMOUS_GROUPS = ("room:", "chat:")  # the demo lets anonymous users into rooms
 
@@ -53,7 +58,11 @@ class ProtocolModel:
             return None
         if not isinstance(data, dict):
             return None
+        if "ref" in data and not _ref(data["ref"]):
+            return None
         action = data.get("action")
+        if action == "ping":
+            return action, ""
         if not isinstance(action, str) or action not in REPLIES:
             return None
         group = data.get("group")
@@ -64,6 +73,18 @@ class ProtocolModel:
         if action == "send" and not _utf8_text(data.get("message")):
             return None
         return action, group
+
+
+def _ref(value: object) -> bool:
+    if isinstance(value, str):
+        return 0 < len(value) <= 64 and _utf8_text(value)
+    return (
+        isinstance(value, Decimal)
+        and value == value.to_integral_value()
+        and value.as_tuple().exponent == 0
+        and not value.is_signed()
+        and value <= 2**53 - 1
+    )
 
 
 def _utf8_text(value: object) -> bool:

@@ -1,40 +1,40 @@
-"""The WebSocket JSON commands of `AetherConsumer` as pure functions: a frame in, a
-`Command` or a `CommandRejected` out, and the reply frames back. No I/O.
+"""Client commands as pure functions: a WebSocket frame in, a `Command` or a
+`CommandRejected` out (docs/protocol.md lists them). No I/O.
 
-Client -> server, one JSON object per text frame:
-    {"action": "join" | "leave", "group": "room:lobby"}
-    {"action": "send", "group": "room:lobby", "message": "hello"}
-Server -> client: `ChannelMessage` JSON whose `type` is `aether.joined`, `aether.left`,
-`aether.sent` or `aether.error`, whose `target` is the group, and whose `payload` is a
-JSON object as a string (`{"code": ..., "detail": ...}` for errors).
+    {"action": "join" | "leave", "group": "room:lobby", "ref": 7}
+    {"action": "send", "group": "room:lobby", "message": "hello", "echo": false}
+    {"action": "ping" | "pong", "ref": "a1"}
 """
 
 import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .errors import CommandRejected
-from .messages import ChannelMessage
-from .names import GROUP_NAME_RULE, is_group_name
-from .results import SendResult
+from ..errors import CommandRejected
+from ..names import GROUP_NAME_RULE, is_group_name
 
-Action = Literal["join", "leave", "send"]
-ACTIONS: tuple[Action, ...] = ("join", "leave", "send")
+Action = Literal["join", "leave", "send", "ping", "pong"]
+ACTIONS: tuple[Action, ...] = ("join", "leave", "send", "ping", "pong")
+GROUP_ACTIONS = frozenset(("join", "leave", "send"))
 
-JOINED = "aether.joined"
-LEFT = "aether.left"
-SENT = "aether.sent"
-ERROR = "aether.error"
-CHAT_MESSAGE = "chat.message"
+Ref = str | int
+"""What a client tags a command with, to match its reply: 1-64 characters, or an
+integer from 0 to 2**53 - 1 (the integers a JavaScript number holds exactly)."""
+MAX_REF_LENGTH = 64
+MAX_REF_INT = 2**53 - 1
 
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """One parsed client command; `message` is set only for `send`."""
+    """One parsed client command: `group` is None only for `ping` and `pong`,
+    `message` is set only for `send`; `echo=False` leaves the sender out of its own
+    broadcast."""
 
     action: Action
-    group: str
+    group: str | None = None
     message: str | None = None
+    ref: Ref | None = None
+    echo: bool = True
 
 
 class _Number:
@@ -70,11 +70,22 @@ def parse_command(
             "not_object",
             f"a command must be a JSON object, got {_json_kind(data)}",
         )
+    ref = _ref(data)
+    try:
+        return _command(data, ref)
+    except CommandRejected as exc:
+        exc.ref = ref
+        raise
+
+
+def _command(data: dict[str, Any], ref: Ref | None) -> Command:
     action = _action(data)
+    if action not in GROUP_ACTIONS:
+        return Command(action, ref=ref)
     group = _group(data)
     if action != "send":
-        return Command(action, group)
-    return Command(action, group, _message(data))
+        return Command(action, group, ref=ref)
+    return Command(action, group, _message(data), ref, _echo(data))
 
 
 def utf8_size(text: str) -> int:
@@ -124,6 +135,34 @@ def _group(data: dict[str, Any]) -> str:
     return group
 
 
+def _ref(data: dict[str, Any]) -> Ref | None:
+    """The command's `ref`, read before anything else so that every later error
+    can echo it."""
+    if "ref" not in data:
+        return None
+    ref = data["ref"]
+    if isinstance(ref, str) and 0 < len(ref) <= MAX_REF_LENGTH and _encodable(ref):
+        return ref
+    if isinstance(ref, _Number) and ref.text.isdigit() and len(ref.text) <= 16:
+        number = int(ref.text)
+        if number <= MAX_REF_INT:
+            return number
+    raise CommandRejected(
+        "invalid_ref",
+        f"ref must be a string of 1-{MAX_REF_LENGTH} characters or an integer "
+        f"from 0 to 2**53 - 1; got {_show(ref)}",
+    )
+
+
+def _echo(data: dict[str, Any]) -> bool:
+    echo = data.get("echo", True)
+    if not isinstance(echo, bool):
+        raise CommandRejected(
+            "invalid_echo", f"echo must be true or false; got {_show(echo)}"
+        )
+    return echo
+
+
 def _message(data: dict[str, Any]) -> str:
     message = data.get("message")
     if not isinstance(message, str):
@@ -162,47 +201,3 @@ def _show(value: Any) -> str:
         return _json_kind(value)
     shown = ascii(value)
     return shown if len(shown) <= 60 else shown[:57] + "..."
-
-
-# Frames back to the client
-
-
-def reply_frame(type_: str, target: str | None, /, **fields: Any) -> str:
-    """A reply as `ChannelMessage` JSON; `fields` become its JSON payload."""
-    payload = json.dumps(fields, separators=(",", ":"))
-    return ChannelMessage(type=type_, payload=payload, target=target).to_json()
-
-
-def joined_frame(group: str) -> str:
-    return reply_frame(JOINED, group, group=group)
-
-
-def left_frame(group: str) -> str:
-    return reply_frame(LEFT, group, group=group)
-
-
-def sent_frame(group: str, result: SendResult) -> str:
-    """The outcome of a `send`: how many members got the message, how many did not."""
-    return reply_frame(
-        SENT,
-        group,
-        group=group,
-        sent_count=result.sent_count,
-        failed_count=result.failed_count,
-    )
-
-
-def error_frame(error: CommandRejected, group: str | None = None) -> str:
-    return reply_frame(ERROR, group, code=error.code, detail=error.detail)
-
-
-def chat_message(command: Command, sender: str | None) -> ChannelMessage:
-    """What a `send` command broadcasts: the text, who sent it and where."""
-    if command.message is None:
-        raise ValueError("chat_message() needs a 'send' command")
-    return ChannelMessage(
-        type=CHAT_MESSAGE,
-        payload=command.message,
-        sender=sender,
-        target=command.group,
-    )
