@@ -163,3 +163,19 @@ test("a handshake that never completes is abandoned and retried", async () => {
   assert.equal(WebSocket.instances.length, 2);
   client.close();
 });
+
+for (const state of ["connecting", "reconnecting"]) {
+  test(`close() from a "${state}" listener stops the client for good`, async () => {
+    const { client, clock, WebSocket, socket } = await makeClient();
+    client.on("state", (now) => now === state && client.close());
+    client.connect();
+    if (state === "reconnecting") {
+      socket().accept();
+      socket().drop(1006);
+    }
+    clock.advance(10 * CAP);
+    assert.equal(WebSocket.instances.length, state === "connecting" ? 0 : 1);
+    assert.equal(client.state, "closed");
+    assert.deepEqual(clock.pending(), []);
+  });
+}

@@ -141,6 +141,7 @@ export class AetherClient {
 
   open() {
     if (!this.attempt) this.setState("connecting", { attempt: 0 });
+    if (this.stopped) return; // a listener closed the client
     let socket;
     try {
       socket = new this.WebSocket(this.url, [PROTOCOL]);
@@ -192,8 +193,9 @@ export class AetherClient {
     }
     const delay = this.backoff(this.attempt);
     this.attempt += 1;
-    this.setState("reconnecting", { code, reason, attempt: this.attempt, delay });
+    // The timer first: a listener may call close(), which must cancel it.
     this.timer("retry", delay, () => this.open());
+    this.setState("reconnecting", { code, reason, attempt: this.attempt, delay });
   }
 
   /** Full jitter: a uniform wait up to the exponential bound of this attempt. */
