@@ -24,6 +24,7 @@ from django.core.exceptions import ImproperlyConfigured
 from .delivery import CLOSED, CONNECTING, OPEN, SocketDelivery
 from .errors import CommandRejected
 from .facade import Channels, ChannelsFacade
+from .heartbeat import Heartbeat
 from .limits import CLOSE_FLOOD, CLOSE_FRAME_TOO_BIG, Limits, RateLimiter
 from .messages import ChannelMessage
 from .outbound import OutboundLimit
@@ -60,6 +61,7 @@ class AetherConsumer(SocketDelivery):
     """
 
     dialect: Dialect = LEGACY
+    _heartbeat: Heartbeat | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.scope = scope
@@ -159,6 +161,8 @@ class AetherConsumer(SocketDelivery):
             return
         await self.accept(subprotocol=self.dialect.subprotocol)
         self.state = OPEN
+        if self.dialect.heartbeats:
+            self._start_heartbeat()
         await self.connected()
 
     async def _join_on_connect(self, groups: list[str]) -> bool:
@@ -189,6 +193,8 @@ class AetherConsumer(SocketDelivery):
         self, text_data: str | None = None, bytes_data: bytes | None = None
     ) -> None:
         """Run one command frame and answer it; a bad frame gets an error frame."""
+        if self._heartbeat is not None:
+            self._heartbeat.heard()
         if self.state != OPEN:
             return
         size = utf8_size(text_data) if text_data is not None else len(bytes_data or b"")
@@ -271,6 +277,19 @@ class AetherConsumer(SocketDelivery):
         if self.state == OPEN:
             await self._leave_all()
             await super().shut(code)
+
+    def _start_heartbeat(self) -> None:
+        self._heartbeat = Heartbeat(
+            self.limits.heartbeat_interval,
+            self.limits.heartbeat_timeout,
+            self._send_ping,
+            self.shut,
+        )
+        self.start_task(self._heartbeat.run())
+
+    async def _send_ping(self) -> None:
+        if self.state == OPEN:
+            await self.send(text_data=self.dialect.ping())
 
     async def _leave_all(self) -> None:
         for group in sorted(self.in_groups):

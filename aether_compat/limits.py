@@ -13,6 +13,9 @@ from typing import Any, Literal, Self
 # Close codes are 4000 + the RFC 6455 code they mean: servers such as daphne refuse
 # to send 1008/1009/1013 from an application (only 1000 and 3000-4999 may be sent).
 
+CLOSE_HEARTBEAT = 4001
+"""Going away: an `aether.v1` client sent nothing for `heartbeat_timeout` seconds."""
+
 CLOSE_FLOOD = 4008
 """Policy violation: the client kept sending commands far beyond its rate limit."""
 
@@ -45,6 +48,12 @@ class Limits:
     outbound_grace_seconds: float = 2.0
     """How long a client may stay beyond `outbound_limit_bytes` before it is closed
     with 4013."""
+    heartbeat_interval: float = 15.0
+    """Seconds of silence from an `aether.v1` client before the server sends it
+    `aether.ping` (and again every interval while the silence lasts)."""
+    heartbeat_timeout: float = 30.0
+    """Seconds of silence after which an `aether.v1` connection leaves its groups
+    and is closed with 4001; must exceed `heartbeat_interval`."""
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -59,6 +68,12 @@ class Limits:
                     f"AETHER_WEBSOCKET_LIMITS[{field.name!r}] must be positive, "
                     f"got {value!r}"
                 )
+        if self.heartbeat_timeout <= self.heartbeat_interval:
+            raise ValueError(
+                "AETHER_WEBSOCKET_LIMITS['heartbeat_timeout'] must exceed "
+                f"heartbeat_interval ({self.heartbeat_interval!r}), so a client "
+                f"gets a ping before it is closed; got {self.heartbeat_timeout!r}"
+            )
 
     @classmethod
     def from_mapping(cls, overrides: Mapping[str, Any] | None) -> Self:

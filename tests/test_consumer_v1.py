@@ -3,10 +3,12 @@ subprotocol handshake, refs echoed in every reply, flat reply frames, ping and
 pong, typed group messages, push(), and legacy clients left as they were."""
 
 import json
+import time
 
 import pytest
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
+from django.test import override_settings
 
 from aether_compat import ChannelMessage, Channels
 from aether_compat.consumers import AetherConsumer
@@ -217,4 +219,49 @@ async def test_raw_layer_events_reach_v1_clients_with_group_null(layer):
         "offset": None,
         "epoch": None,
     }
+    await ws.disconnect()
+
+
+# Heartbeats
+
+SHORT_HEARTBEAT = {"heartbeat_interval": 0.2, "heartbeat_timeout": 0.7}
+
+
+@override_settings(AETHER_WEBSOCKET_LIMITS=SHORT_HEARTBEAT)
+async def test_a_client_that_answers_pings_stays_connected(layer):
+    """Five answered pings span more than the timeout: answers keep it open."""
+    ws, _ = await open_v1()
+    await frame(ws)
+    await ask(ws, action="join", group="room:beat")
+    for _ in range(5):
+        assert await frame(ws) == {"type": "aether.ping"}
+        await ws.send_to(text_data=json.dumps({"action": "pong"}))
+    assert (await ask(ws, action="ping", ref=1))["type"] == "aether.pong"
+    assert len(await Channels.group_members("room:beat")) == 1
+    await ws.disconnect()
+
+
+@override_settings(AETHER_WEBSOCKET_LIMITS=SHORT_HEARTBEAT)
+async def test_a_silent_client_is_pinged_then_leaves_its_groups_and_is_closed(layer):
+    ws, _ = await open_v1()
+    await frame(ws)
+    silent_since = time.monotonic()  # the last frame is sent after this
+    await ask(ws, action="join", group="room:beat")
+    output = await ws.receive_output(2)
+    pings = 0
+    while output["type"] == "websocket.send":
+        assert json.loads(output["text"]) == {"type": "aether.ping"}
+        pings += 1
+        output = await ws.receive_output(2)
+    assert output == {"type": "websocket.close", "code": 4001}
+    assert pings >= 1
+    assert time.monotonic() - silent_since >= SHORT_HEARTBEAT["heartbeat_timeout"]
+    assert await Channels.group_members("room:beat") == set()
+
+
+@override_settings(AETHER_WEBSOCKET_LIMITS=SHORT_HEARTBEAT)
+async def test_legacy_connections_get_no_heartbeats(layer):
+    ws, _ = await open_v1(subprotocols=())
+    assert await ws.receive_from(2) == "welcome"
+    assert await ws.receive_nothing(timeout=1.0)
     await ws.disconnect()

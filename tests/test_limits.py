@@ -53,3 +53,9 @@ def test_strikes_drain_with_time():
         limiter.take()
     clock.now += 10
     assert [limiter.take() for _ in range(4)] == ["ok", "ok", "ok", "limited"]
+
+
+@pytest.mark.parametrize("timeout", [10, 15])
+def test_heartbeat_timeout_must_exceed_the_interval(timeout):
+    with pytest.raises(ValueError, match="heartbeat_timeout"):
+        Limits.from_mapping({"heartbeat_interval": 15, "heartbeat_timeout": timeout})

@@ -96,8 +96,20 @@ def v1_frame(type_: str, **fields: Any) -> str:
 
 
 def v1_message(group: str | None, sender: str | None, data: str) -> str:
-    """A typed `aether.message` frame, built by string joining: it runs once per
-    receiver of every broadcast. Group names need no escaping (see names.py)."""
+    """A typed `aether.message` frame. It runs once per receiver of a broadcast,
+    and every receiver of one broadcast asks for the same frame: the last one is
+    kept, and comparing equal strings costs far less than escaping them again."""
+    global _last
+    last = _last
+    if data == last[2] and sender == last[1] and group == last[0]:
+        return last[3]
+    frame = _message_frame(group, sender, data)
+    _last = (group, sender, data, frame)
+    return frame
+
+
+def _message_frame(group: str | None, sender: str | None, data: str) -> str:
+    # Group names need no escaping (see names.py): only the sender and data do.
     return (
         '{"type":"aether.message","group":'
         + ("null" if group is None else f'"{group}"')
@@ -107,6 +119,9 @@ def v1_message(group: str | None, sender: str | None, data: str) -> str:
         + _dumps(data)
         + ',"offset":null,"epoch":null}'
     )
+
+
+_last = (None, None, "", _message_frame(None, None, ""))
 
 
 # Dialects
