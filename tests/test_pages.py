@@ -3,6 +3,7 @@ real daphne: chat between two people with a live member list, notifications acro
 tabs with their SendResult, and the staff dashboard. Screenshots go to
 $AETHER_SHOTS (default /tmp/shots) for a person to look at."""
 
+import json
 import os
 import re
 from pathlib import Path
@@ -196,8 +197,8 @@ def restartable(tmp_path):
     prepare_database(db_path)
     started: list[DaphneServer] = []
 
-    def start(port: int = 0) -> DaphneServer:
-        started.append(DaphneServer(db_path, port=port))
+    def start(port: int = 0, **env: str) -> DaphneServer:
+        started.append(DaphneServer(db_path, port=port, **env))
         return started[-1].start()
 
     yield start
@@ -240,3 +241,25 @@ def test_a_chat_page_reconnects_and_rejoins_after_a_server_restart(
     alice.wait_for_function("window.side.includes('on the side')")
     assert alice.evaluate("window.demo.client.groups") == ["room:side"]
     shot(alice, "chat-after-restart")
+
+
+def test_a_page_answers_the_servers_heartbeats_and_stays_live(restartable, new_page):
+    """With pings every 0.5 s and a 3 s silence limit, the page's pongs keep one
+    socket open through more pings than the limit allows unanswered."""
+    limits = {"heartbeat_interval": 0.5, "heartbeat_timeout": 3.0}
+    server = restartable(AETHER_WEBSOCKET_LIMITS=json.dumps(limits))
+    page = new_page()
+    page.goto(server.url + "/chat/heartbeat/")
+    expect(page.locator("#status")).to_have_text("Live")
+    page.evaluate(
+        "() => { const client = window.demo.client;"
+        " window.beat = { pings: 0, socket: client.socket, states: [] };"
+        " client.on('state', (state) => window.beat.states.push(state));"
+        " client.socket.addEventListener('message', (event) => {"
+        "   if (JSON.parse(event.data).type === 'aether.ping') window.beat.pings++; });"
+        "}"
+    )
+    page.wait_for_function("window.beat.pings >= 8", timeout=20000)
+    assert page.evaluate("window.beat.states") == []
+    assert page.evaluate("window.demo.client.socket === window.beat.socket")
+    expect(page.locator("#status")).to_have_text("Live")
