@@ -1,6 +1,7 @@
 """The demo pages in headless Chromium (Debian's, driven by Playwright) against a
 real daphne: chat between two people with a live member list, notifications across
-tabs with their SendResult, and the staff dashboard. Screenshots go to
+tabs with their SendResult, the staff dashboard, and the browser client (aether.js)
+living through a server restart and the server's heartbeats. Screenshots go to
 $AETHER_SHOTS (default /tmp/shots) for a person to look at."""
 
 import json
