@@ -118,6 +118,9 @@ for (const code of [4008, 4009]) {
     assert.equal(client.state, "closed");
     assert.deepEqual(states.at(-1), { state: "closed", code, reason: "refused" });
     assert.deepEqual(clock.pending(), []);
+    const seen = states.length;
+    client.close();
+    assert.equal(states.length, seen, "closing a closed client announces nothing");
   });
 }
 

@@ -33,14 +33,15 @@
  * groups that it joined itself (a join that succeeded, with no leave since); groups
  * the server joins by URL are the server's to rejoin. It answers the server's
  * aether.ping, and when it has heard nothing for `idleTimeout` it pings, and
- * reconnects if no pong comes back within `timeout`.
+ * reconnects if no pong comes back within `timeout`. docs/client.md has the options;
+ * what neither documents is internal.
  */
 
 export const PROTOCOL = "aether.v1";
 export const NO_RECONNECT = new Set([4008, 4009]);
 export const DEFAULTS = Object.freeze({
   timeout: 10000, // ms a command (and an opening handshake) may take
-  backoffBase: 2500, // ms; 100 clients dropped at once: at most ~17 retry per 100 ms
+  backoffBase: 2500, // ms; 100 clients dropped at once spread their first retries over it
   backoffCap: 30000, // ms, the longest wait between two attempts
   stableAfter: 5000, // ms open before the attempt count starts over
   idleTimeout: 30000, // ms of silence before the client pings; 0 turns it off
@@ -114,7 +115,7 @@ export class AetherClient {
     const socket = this.detach();
     if (socket) socket.close(code, reason);
     this.rejectAll("closed", "the client was closed");
-    this.setState("closed", { code, reason });
+    if (this.state !== "closed") this.setState("closed", { code, reason });
   }
 
   join(group) {
