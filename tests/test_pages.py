@@ -190,6 +190,21 @@ def test_home_page_links_everything(server, new_page):
     shot(page, "login")
 
 
+def test_a_page_closed_for_a_too_big_frame_says_disconnected(server, new_page):
+    """Close code 4009 is final: the page shows Disconnected, not Reconnecting."""
+    page = new_page()
+    page.goto(server.url + "/chat/oversized/")
+    expect(page.locator("#status")).to_have_text("Live")
+    error = page.evaluate(
+        "window.demo.client.send('room:oversized', 'x'.repeat(600 * 1024))"
+        ".catch((error) => error.code)"
+    )
+    assert error == "disconnected"
+    expect(page.locator("#status")).to_have_text("Disconnected")
+    expect(page.locator("#send")).to_be_disabled()
+    assert page.evaluate("window.demo.client.state") == "closed"
+
+
 @pytest.fixture
 def restartable(tmp_path):
     """A demo server that the test may stop and start again on the same port with
