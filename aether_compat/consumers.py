@@ -242,9 +242,10 @@ class AetherConsumer(SocketDelivery):
             await self.leave(group)
             return self.dialect.left(group, command.ref)
         message = self.build_message(command)
+        exclude = () if command.echo else (self.channel_name,)
         with _layer_errors():
             result = await self.channels.group(group).broadcast(
-                message, sender=self.sender_name()
+                message, sender=self.sender_name(), exclude=exclude
             )
         await self.sent(command, result)
         return self.dialect.sent(group, result, command.ref)
@@ -326,6 +327,8 @@ def _layer_errors() -> Iterator[None]:
         yield
     except TypeError as exc:
         raise CommandRejected("invalid_group", str(exc)) from None
+    except NotImplementedError as exc:
+        raise CommandRejected("unsupported", str(exc)) from None
     except _LAYER_FAILURES as exc:
         raise CommandRejected(
             "unavailable", f"the channel layer failed: {exc}"

@@ -13,7 +13,7 @@ On aether_compat layers every feature is native. On a stock layer (Channels'
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from channels.exceptions import ChannelFull
@@ -156,17 +156,21 @@ class ChannelsFacade:
         group: str,
         event: AetherTextEvent | AetherBytesEvent,
         confirm: bool | float = False,
+        exclude: Iterable[str] = (),
     ) -> SendResult:
         layer = self.layer
         name = _group_on(layer, group)
         options: dict[str, Any] = {}
         if confirm is not False:
-            if not is_aether_layer(layer):
-                raise NotImplementedError(
-                    f"{_class_name(layer)} cannot confirm deliveries: a stock layer "
-                    "tells nothing of them. Use an aether_compat layer."
-                )
+            _need_aether_layer(layer, "cannot confirm deliveries")
             options["confirm"] = confirm
+        if exclude:
+            if isinstance(exclude, str):
+                raise TypeError(
+                    f"exclude takes channel names, not one string: use [{exclude!r}]"
+                )
+            _need_aether_layer(layer, "cannot leave members out of a broadcast")
+            options["exclude"] = tuple(check_channel_name(c) for c in exclude)
         try:
             result = await layer.group_send(name, event, **options)
         except TypeError:
@@ -196,12 +200,15 @@ class Group:
         sender: str | None = None,
         *,
         confirm: bool | float = False,
+        exclude: Iterable[str] = (),
     ) -> SendResult:
-        """Send text (a `ChannelMessage` goes as its JSON) to every member. With
-        `confirm` (True, or a deadline in seconds) a member in another process
-        counts as sent only once its process said it handed the message on."""
+        """Send text (a `ChannelMessage` goes as its JSON) to every member but the
+        channels in `exclude` (neither sent nor failed: e.g. the sender's own
+        connection). With `confirm` (True, or a deadline in seconds) a member in
+        another process counts as sent only once its process said it handed the
+        message on."""
         event = _text_event(message, sender, self.name)
-        return await self._facade._group_send(self.name, event, confirm)
+        return await self._facade._group_send(self.name, event, confirm, exclude)
 
     async def broadcast_binary(
         self,
@@ -209,8 +216,9 @@ class Group:
         sender: str | None = None,
         *,
         confirm: bool | float = False,
+        exclude: Iterable[str] = (),
     ) -> SendResult:
-        """Send bytes to every member; `confirm` as for `broadcast`."""
+        """Send bytes to every member; `confirm` and `exclude` as for `broadcast`."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(
                 f"broadcast_binary() takes bytes, got {type(data).__name__}; "
@@ -218,7 +226,7 @@ class Group:
             )
         _check_sender(sender)
         return await self._facade._group_send(
-            self.name, bytes_event(bytes(data), sender, self.name), confirm
+            self.name, bytes_event(bytes(data), sender, self.name), confirm, exclude
         )
 
     def __eq__(self, other: object) -> bool:
@@ -254,6 +262,14 @@ def _takes_colons(layer: Any) -> bool:
     except TypeError:
         return False
     return True
+
+
+def _need_aether_layer(layer: Any, what: str) -> None:
+    if not is_aether_layer(layer):
+        raise NotImplementedError(
+            f"{_class_name(layer)} {what}: a stock layer tells nothing of its "
+            "deliveries. Use an aether_compat layer."
+        )
 
 
 def _class_name(layer: Any) -> str:

@@ -9,7 +9,7 @@ on a short-lived loop of its own.
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import async_to_sync
@@ -78,20 +78,33 @@ class SyncGroup:
         sender: str | None = None,
         *,
         confirm: bool | float = False,
+        exclude: Iterable[str] = (),
     ) -> SendResult:
         """Blocking `Group.broadcast`."""
-        return self._blocking("broadcast", message, sender, confirm)
+        return self._blocking("broadcast", message, sender, confirm, exclude)
 
     def broadcast_binary(
-        self, data: bytes, sender: str | None = None, *, confirm: bool | float = False
+        self,
+        data: bytes,
+        sender: str | None = None,
+        *,
+        confirm: bool | float = False,
+        exclude: Iterable[str] = (),
     ) -> SendResult:
         """Blocking `Group.broadcast_binary`."""
-        return self._blocking("broadcast_binary", data, sender, confirm)
+        return self._blocking("broadcast_binary", data, sender, confirm, exclude)
 
     def _blocking(
-        self, name: str, body: Any, sender: str | None, confirm: bool | float
+        self,
+        name: str,
+        body: Any,
+        sender: str | None,
+        confirm: bool | float,
+        exclude: Iterable[str],
     ) -> SendResult:
-        method = functools.partial(getattr(self._group, name), confirm=confirm)
+        method = functools.partial(
+            getattr(self._group, name), confirm=confirm, exclude=exclude
+        )
         return _run(f"group(...).{name}", method, body, sender)
 
     def __repr__(self) -> str:

@@ -6,6 +6,7 @@ import json
 import time
 
 import pytest
+from channels.layers import InMemoryChannelLayer as StockMemoryLayer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.test import override_settings
@@ -265,3 +266,40 @@ async def test_legacy_connections_get_no_heartbeats(layer):
     assert await ws.receive_from(2) == "welcome"
     assert await ws.receive_nothing(timeout=1.0)
     await ws.disconnect()
+
+
+async def test_echo_false_leaves_the_sender_out_of_its_broadcast(layer):
+    alice, _ = await open_v1()
+    bob, _ = await open_v1()
+    for ws in (alice, bob):
+        await frame(ws)
+        await ask(ws, action="join", group="room:echo")
+    sent = await ask(
+        alice, action="send", group="room:echo", message="m", echo=False, ref=5
+    )
+    assert (sent["type"], sent["ref"], sent["sent_count"], sent["failed_count"]) == (
+        "aether.sent",
+        5,
+        1,
+        0,
+    )
+    assert (await frame(bob))["type"] == "aether.message"
+    assert await ask(alice, action="ping") == {"type": "aether.pong", "ref": None}
+    await alice.disconnect()
+    await bob.disconnect()
+
+
+async def test_echo_false_on_a_stock_layer_is_an_unsupported_error():
+    with as_default_layer(StockMemoryLayer()):
+        ws, _ = await open_v1()
+        await frame(ws)
+        await ask(ws, action="join", group="room:stock")
+        error = await ask(
+            ws, action="send", group="room:stock", message="m", echo=False, ref=1
+        )
+        assert (error["type"], error["code"], error["ref"]) == (
+            "aether.error",
+            "unsupported",
+            1,
+        )
+        await ws.disconnect()

@@ -1,7 +1,7 @@
 """What both aether_compat layers add to `channels.layers.BaseChannelLayer`: the
 shared settings, name rules that also allow `:` in group names, and sessions."""
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from re import Pattern
 from typing import Any
 
@@ -65,6 +65,15 @@ class AetherLayer(BaseChannelLayer):
 
     async def group_members(self, group: str) -> set[str]:
         raise NotImplementedError
+
+    def excluded(self, exclude: Iterable[str]) -> frozenset[str]:
+        """The channel names a broadcast leaves out, checked: an excluded member is
+        neither sent nor failed."""
+        if isinstance(exclude, str):
+            raise TypeError(
+                f"exclude takes channel names, not one string: use [{exclude!r}]"
+            )
+        return frozenset(check_channel_name(name) for name in exclude)
 
     def confirm_window(self, confirm: bool | float) -> float | None:
         """Seconds a confirmed broadcast waits at most (None: not confirmed). True

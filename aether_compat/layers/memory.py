@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 from ..errors import ChannelFull, MemberUnreachable
@@ -155,17 +156,26 @@ class InMemoryChannelLayer(AetherLayer):
             self._leave(group, channel)
 
     async def group_send(
-        self, group: str, message: dict[str, Any], *, confirm: bool | float = False
+        self,
+        group: str,
+        message: dict[str, Any],
+        *,
+        confirm: bool | float = False,
+        exclude: Iterable[str] = (),
     ) -> SendResult:
-        """Deliver to every member; members at capacity are counted, never skipped.
-        Every count here is confirmed already: `confirm` is checked, not needed."""
+        """Deliver to every member but the `exclude`d channels; members at capacity
+        are counted, never skipped. Every count here is confirmed already:
+        `confirm` is checked, not needed."""
         self._members_of(group)
         self.confirm_window(confirm)
+        excluded = self.excluded(exclude) if exclude else None
         payload = codec.encode(message)
         now = time.monotonic()
         self._lock.acquire()
         try:
             members = self._groups.get(group)
+            if members and excluded:
+                members = {n: t for n, t in members.items() if n not in excluded}
             if not members:
                 return _NO_MEMBERS
             sent, errors, stale, session_calls = self._deliver(

@@ -1,6 +1,7 @@
 """What the fuzz tests (test_fuzz.py) send and expect: generated WebSocket frames,
 good and bad, and an independent model of the command protocol's rules, written
-from the README (not from protocol.py), that says which reply each frame earns."""
+from docs/protocol.md (not from the protocol package), that says which reply each
+frame earns."""
 
 import json
 import re
@@ -23,7 +24,7 @@ GROUP_RULE = re.compile(r"[A-Za-z0-9_.:\-]{1,99}", re.ASCII)
 ANONYMOUS_GROUPS = ("room:", "chat:")  # the demo lets anonymous users into rooms
 
 
-# The model: what the README says each frame deserves
+# The model: what docs/protocol.md says each frame deserves
 
 
 class ProtocolModel:

@@ -7,6 +7,7 @@ in the same script. On one server that is one script call; on several hosts or a
 Cluster it is one call for the group and one pipeline per host for the boxes.
 """
 
+from collections.abc import Iterable
 from typing import Any
 
 from ...errors import ChannelFull, MemberUnreachable
@@ -29,6 +30,16 @@ Sent = tuple[int, list[BaseException], dict[str, list[str]]]
 """What a delivery script reports: sent, failures, and box -> tokens stored."""
 
 GONE = "its process stopped announcing itself (crashed or cut off from Redis)"
+
+
+def skip_entries(channels: Iterable[str]) -> list[str]:
+    """How the delivery scripts name members to leave out: "<box> <token>" for a
+    process's channel, the box itself for a plain channel."""
+    entries = []
+    for channel in channels:
+        box, token = route(channel)
+        entries.append(box if token is None else f"{box} {token}")
+    return entries
 
 
 class Groups:

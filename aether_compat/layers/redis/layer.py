@@ -10,7 +10,7 @@ stop at the package's edge: receive() retries with backoff, sends report them.
 import asyncio
 import itertools
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from re import Pattern
 from typing import Any
 
@@ -23,7 +23,7 @@ from .beat import Beat
 from .config import HostSpec, Rules, Seal, check_settings, parse_hosts
 from .confirm import Request
 from .connections import Connections, script
-from .groups import GONE, Groups
+from .groups import GONE, Groups, skip_entries
 from .inbox import Inbox, format_acks
 from .keys import Route, box_base, route, scan_pattern
 from .lifecycle import Readers, track
@@ -226,10 +226,16 @@ class RedisChannelLayer(AetherLayer):
             self._beat.poke()
 
     async def group_send(
-        self, group: str, message: dict[str, Any], *, confirm: bool | float = False
+        self,
+        group: str,
+        message: dict[str, Any],
+        *,
+        confirm: bool | float = False,
+        exclude: Iterable[str] = (),
     ) -> SendResult:
-        """Deliver to every member; full members and members of gone processes are
-        counted failures, each with its exception. Never raises for Redis errors.
+        """Deliver to every member but the `exclude`d channels; full members and
+        members of gone processes are counted failures, each with its exception.
+        Never raises for Redis errors.
 
         With `confirm` (True, or a deadline in seconds), a member in another
         process counts as sent only once that process said it handed the message
@@ -238,6 +244,10 @@ class RedisChannelLayer(AetherLayer):
         payload = codec.encode(message)
         window = self.confirm_window(confirm)
         skip, session_calls = self._groups.local_sessions(group)
+        if exclude:
+            excluded = self.excluded(exclude)
+            skip += skip_entries(excluded)
+            session_calls = [s for s in session_calls if s.channel not in excluded]
         if window is None:
             result = await self._groups.send(group, payload, skip)
             if session_calls:
