@@ -33,19 +33,21 @@ def project_env(db_path: Path | None, **extra: str) -> dict[str, str]:
 
 
 class DaphneServer:
-    """`daphne <app>` (the demo by default) on 127.0.0.1 and a port of its choosing."""
+    """`daphne <app>` (the demo by default) on 127.0.0.1 and a port of its choosing,
+    or on `port` (a server started again where clients expect it)."""
 
     def __init__(
         self,
         db_path: Path,
         app: str = "project.config.asgi:application",
         launcher: tuple[str, ...] = (sys.executable, "-m", "daphne"),
+        port: int = 0,
         **env: str,
     ) -> None:
         self.app = app
         self.launcher = launcher
         self.env = project_env(db_path, **env)
-        self.port = 0
+        self.port = port
         self.lines: list[str] = []
         self._port_found = threading.Event()
         self.process: subprocess.Popen[str] | None = None
@@ -64,7 +66,7 @@ class DaphneServer:
         return "".join(self.lines)
 
     def start(self) -> "DaphneServer":
-        command = [*self.launcher, "-b", "127.0.0.1", "-p", "0"]
+        command = [*self.launcher, "-b", "127.0.0.1", "-p", str(self.port)]
         self.process = subprocess.Popen(
             [*command, self.app],
             cwd=ROOT,

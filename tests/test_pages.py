@@ -1,8 +1,10 @@
 """The demo pages in headless Chromium (Debian's, driven by Playwright) against a
 real daphne: chat between two people with a live member list, notifications across
-tabs with their SendResult, and the staff dashboard. Screenshots go to
+tabs with their SendResult, the staff dashboard, and the browser client (aether.js)
+living through a server restart and the server's heartbeats. Screenshots go to
 $AETHER_SHOTS (default /tmp/shots) for a person to look at."""
 
+import json
 import os
 import re
 from pathlib import Path
@@ -10,7 +12,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.support.servers import PASSWORD, daphne_server
+from testing_support.daphne import DaphneServer
+from tests.support.servers import PASSWORD, daphne_server, prepare_database
 
 pytestmark = pytest.mark.browser
 
@@ -25,6 +28,9 @@ CHROMIUM_ARGS = [
 ]
 SHOTS = Path(os.environ.get("AETHER_SHOTS", "/tmp/shots"))
 WAIT_MS = 5000
+# A page retries with up to 2.5 s, 5 s, 10 s... of jitter (aether.js): once the server
+# is back, the next attempt can be this far off.
+RECONNECT_MS = 45000
 
 
 @pytest.fixture(scope="module")
@@ -48,22 +54,26 @@ def new_page(browser, server):
     """Factory: a page in a fresh context (its own cookies), logged in if asked."""
     contexts = []
 
-    def make(username: str | None = None) -> Page:
+    def make(username: str | None = None, base_url: str | None = None) -> Page:
         context = browser.new_context(viewport={"width": 1280, "height": 800})
         context.set_default_timeout(WAIT_MS)
         contexts.append(context)
         page = context.new_page()
         if username:
-            page.goto(server.url + "/login/")
-            page.fill("#id_username", username)
-            page.fill("#id_password", PASSWORD)
-            page.click("button.primary")
-            page.wait_for_url(server.url + "/")
+            login(page, base_url or server.url, username)
         return page
 
     yield make
     for context in contexts:
         context.close()
+
+
+def login(page: Page, base_url: str, username: str) -> None:
+    page.goto(base_url + "/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button.primary")
+    page.wait_for_url(base_url + "/")
 
 
 def shot(page: Page, name: str) -> None:
@@ -178,3 +188,94 @@ def test_home_page_links_everything(server, new_page):
     shot(page, "home")
     page.goto(server.url + "/login/")
     shot(page, "login")
+
+
+def test_a_page_closed_for_a_too_big_frame_says_disconnected(server, new_page):
+    """Close code 4009 is final: the page shows Disconnected, not Reconnecting."""
+    page = new_page()
+    page.goto(server.url + "/chat/oversized/")
+    expect(page.locator("#status")).to_have_text("Live")
+    error = page.evaluate(
+        "window.demo.client.send('room:oversized', 'x'.repeat(600 * 1024))"
+        ".catch((error) => error.code)"
+    )
+    assert error == "disconnected"
+    expect(page.locator("#status")).to_have_text("Disconnected")
+    expect(page.locator("#send")).to_be_disabled()
+    assert page.evaluate("window.demo.client.state") == "closed"
+
+
+@pytest.fixture
+def restartable(tmp_path):
+    """A demo server that the test may stop and start again on the same port with
+    the same database; every server it started is stopped at the end."""
+    db_path = tmp_path / "demo.sqlite3"
+    prepare_database(db_path)
+    started: list[DaphneServer] = []
+
+    def start(port: int = 0, **env: str) -> DaphneServer:
+        started.append(DaphneServer(db_path, port=port, **env))
+        return started[-1].start()
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+def test_a_chat_page_reconnects_and_rejoins_after_a_server_restart(
+    restartable, new_page
+):
+    first = restartable()
+    alice = new_page("alice", first.url)
+    alice.goto(first.url + "/chat/phoenix/")
+    status = alice.locator("#status")
+    expect(status).to_have_text("Live")
+    assert alice.evaluate("window.demo.client.socket.protocol") == "aether.v1"
+    # A group the page joins through the client (the room is joined by the URL).
+    alice.evaluate(
+        "window.side = [];"
+        " window.demo.client.on('message', (f) => f.group === 'room:side'"
+        " && window.side.push(JSON.parse(f.data).payload));"
+        " window.demo.client.join('room:side')"
+    )
+    alice.wait_for_function("window.demo.client.groups.includes('room:side')")
+
+    first.stop()
+    expect(status).to_have_text("Reconnecting…")
+    expect(alice.locator("#send")).to_be_disabled()
+    shot(alice, "chat-reconnecting")
+
+    second = restartable(port=first.port)
+    expect(status).to_have_text("Live", timeout=RECONNECT_MS)
+    bob = new_page("bob", second.url)
+    bob.goto(second.url + "/chat/phoenix/")
+    expect(bob.locator("#status")).to_have_text("Live")
+    expect(alice.locator('#members li[data-name="bob"]')).to_be_visible()
+    say(bob, "Back after the restart")
+    expect(alice.locator(".msg", has_text="Back after the restart")).to_be_visible()
+    bob.evaluate("window.demo.client.send('room:side', 'on the side')")
+    alice.wait_for_function("window.side.includes('on the side')")
+    assert alice.evaluate("window.demo.client.groups") == ["room:side"]
+    shot(alice, "chat-after-restart")
+
+
+def test_a_page_answers_the_servers_heartbeats_and_stays_live(restartable, new_page):
+    """With pings every 0.5 s and a 3 s silence limit, the page's pongs keep one
+    socket open through more pings than the limit allows unanswered."""
+    limits = {"heartbeat_interval": 0.5, "heartbeat_timeout": 3.0}
+    server = restartable(AETHER_WEBSOCKET_LIMITS=json.dumps(limits))
+    page = new_page()
+    page.goto(server.url + "/chat/heartbeat/")
+    expect(page.locator("#status")).to_have_text("Live")
+    page.evaluate(
+        "() => { const client = window.demo.client;"
+        " window.beat = { pings: 0, socket: client.socket, states: [] };"
+        " client.on('state', (state) => window.beat.states.push(state));"
+        " client.socket.addEventListener('message', (event) => {"
+        "   if (JSON.parse(event.data).type === 'aether.ping') window.beat.pings++; });"
+        "}"
+    )
+    page.wait_for_function("window.beat.pings >= 8", timeout=20000)
+    assert page.evaluate("window.beat.states") == []
+    assert page.evaluate("window.demo.client.socket === window.beat.socket")
+    expect(page.locator("#status")).to_have_text("Live")
