@@ -32,6 +32,8 @@ def test_the_wheel_installs_and_runs_a_project(tmp_path):
     assert next(dist.glob("aether_compat-*.tar.gz"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "aether_compat/py.typed" in names
+    assert "aether_compat/static/aether_compat/aether.js" in names  # browser client
+    assert "aether_compat/schema/aether.v1.schema.json" in names
     assert any(name.endswith("/LICENSE") for name in names)
     assert not any(name.startswith(("tests/", "project/")) for name in names)
 
