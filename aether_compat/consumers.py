@@ -213,7 +213,10 @@ class AetherConsumer(SocketDelivery):
                     f"at most {self.limits.commands_per_second:g} commands per second",
                 )
             command = parse_command(
-                text_data, bytes_data, max_frame_bytes=self.limits.max_frame_bytes
+                text_data,
+                bytes_data,
+                max_frame_bytes=self.limits.max_frame_bytes,
+                strict=self.dialect.strict,
             )
             if command.action == "pong":
                 return

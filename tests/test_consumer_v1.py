@@ -303,3 +303,27 @@ async def test_echo_false_on_a_stock_layer_is_an_unsupported_error():
             1,
         )
         await ws.disconnect()
+
+
+async def test_v1_refuses_fields_a_command_does_not_take_and_stays_usable(layer):
+    """The schema is closed, and so is the server: an undeclared field in a v1
+    command is an error naming it; the connection goes on. Legacy clients' extra
+    fields are ignored, as before."""
+    ws, _ = await open_v1()
+    await frame(ws)  # the welcome
+    reply = await ask(ws, action="join", group="room:a", ref=1, x=2)
+    assert (reply["type"], reply["code"], reply["ref"]) == (
+        "aether.error",
+        "unknown_field",
+        1,
+    )
+    assert "'x'" in reply["detail"]
+    assert (await ask(ws, action="join", group="room:a", ref=2))[
+        "type"
+    ] == "aether.joined"
+    await ws.disconnect()
+    legacy, _ = await open_v1(subprotocols=())
+    await legacy.receive_from(2)
+    await legacy.send_to(text_data=json.dumps({"action": "ping", "x": 1}))
+    assert ChannelMessage.from_json(await legacy.receive_from(2)).type == "aether.pong"
+    await legacy.disconnect()

@@ -48,10 +48,16 @@ class _Number:
 
 
 def parse_command(
-    text_data: str | None, bytes_data: bytes | None, *, max_frame_bytes: int
+    text_data: str | None,
+    bytes_data: bytes | None,
+    *,
+    max_frame_bytes: int,
+    strict: bool = False,
 ) -> Command:
     """Turn one WebSocket frame into a `Command`; raise `CommandRejected` naming the
-    first thing wrong with it."""
+    first thing wrong with it. `strict` (aether.v1) refuses fields the action does
+    not take, as the protocol's schema does; legacy clients' extra fields are
+    ignored, as they always were."""
     if text_data is None:
         size = len(bytes_data or b"")
         raise CommandRejected(
@@ -72,7 +78,10 @@ def parse_command(
         )
     ref = _ref(data)
     try:
-        return _command(data, ref)
+        command = _command(data, ref)
+        if strict:
+            _refuse_unknown_fields(command.action, data)
+        return command
     except CommandRejected as exc:
         exc.ref = ref
         raise
@@ -86,6 +95,25 @@ def _command(data: dict[str, Any], ref: Ref | None) -> Command:
     if action != "send":
         return Command(action, group, ref=ref)
     return Command(action, group, _message(data), ref, _echo(data))
+
+
+FIELDS: dict[str, frozenset[str]] = {
+    "join": frozenset(("action", "group", "ref")),
+    "leave": frozenset(("action", "group", "ref")),
+    "send": frozenset(("action", "group", "message", "ref", "echo")),
+    "ping": frozenset(("action", "ref")),
+    "pong": frozenset(("action", "ref")),
+}
+
+
+def _refuse_unknown_fields(action: str, data: dict[str, Any]) -> None:
+    unknown = [key for key in data if key not in FIELDS[action]]
+    if unknown:
+        shown = ", ".join(_show(key) for key in unknown[:5])
+        raise CommandRejected(
+            "unknown_field",
+            f"{action!r} takes {', '.join(sorted(FIELDS[action]))}; got {shown}",
+        )
 
 
 def utf8_size(text: str) -> int:

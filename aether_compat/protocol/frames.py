@@ -132,6 +132,7 @@ class LegacyDialect:
 
     subprotocol: str | None = None
     heartbeats = False
+    strict = False  # extra command fields are ignored, as they always were
 
     def joined(self, group: str, ref: Ref | None) -> str:
         return joined_frame(group, ref)
@@ -164,6 +165,7 @@ class V1Dialect:
 
     subprotocol: str | None = SUBPROTOCOL_V1
     heartbeats = True
+    strict = True  # commands with fields the schema does not declare are refused
 
     def joined(self, group: str, ref: Ref | None) -> str:
         return v1_frame(JOINED, ref=ref, group=group)
