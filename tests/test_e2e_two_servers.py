@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from testing_support.daphne import ROOT, project_env
+from testing_support.asgi_server import ROOT, project_env
 from tests.support.e2e_ws import command, next_message, open_ws
 from tests.support.redis_servers import redis_server
 from tests.support.servers import Browser, daphne_server, prepare_database
