@@ -21,11 +21,14 @@ DEMO_APP = "project.config.asgi:application"
 
 @dataclass(frozen=True, slots=True)
 class ServerKind:
-    """How to start one server on 127.0.0.1 port 0, and the line naming its port."""
+    """How to start one server on 127.0.0.1, and the line naming its port. A server
+    that cannot report a port it did not choose gets a free one (`{port}` in its
+    arguments), and one that serves from a worker process names the worker's pid."""
 
     module: str
     args: tuple[str, ...]
     listening: re.Pattern[str]
+    worker: re.Pattern[str] | None = None
 
 
 SERVER_KINDS: dict[str, ServerKind] = {
@@ -44,10 +47,18 @@ SERVER_KINDS: dict[str, ServerKind] = {
         ),
         re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)"),
     ),
+    # `-w 0`: serve in this process; workers would be spawned children that
+    # outlive a stop by pid.
     "hypercorn": ServerKind(
         "hypercorn",
-        ("-b", "127.0.0.1:0"),
+        ("-b", "127.0.0.1:0", "-w", "0"),
         re.compile(r"Running on http://127\.0\.0\.1:(\d+)"),
+    ),
+    "granian": ServerKind(
+        "granian",
+        ("--interface", "asgi", "--host", "127.0.0.1", "--port", "{port}"),
+        re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)"),
+        re.compile(r"Spawning worker-1 with PID: (\d+)"),
     ),
 }
 
@@ -87,6 +98,7 @@ class AsgiServer:
         self.launcher = launcher or (sys.executable, "-m", SERVER_KINDS[kind].module)
         self.env = project_env(db_path, **env)
         self.port = 0
+        self.worker_pid: int | None = None
         self.lines: list[str] = []
         self._port_found = threading.Event()
         self.process: subprocess.Popen[str] | None = None
@@ -104,9 +116,22 @@ class AsgiServer:
     def log(self) -> str:
         return "".join(self.lines)
 
+    @property
+    def pid(self) -> int:
+        """The process that runs the application (a worker, for granian)."""
+        if self.worker_pid is not None:
+            return self.worker_pid
+        if self.process is None:
+            raise RuntimeError("the server is not started")
+        return self.process.pid
+
     def start(self) -> "AsgiServer":
+        args = SERVER_KINDS[self.kind].args
+        if "{port}" in args:
+            port = str(_free_port())
+            args = tuple(port if arg == "{port}" else arg for arg in args)
         self.process = subprocess.Popen(
-            [*self.launcher, *SERVER_KINDS[self.kind].args, self.app],
+            [*self.launcher, *args, self.app],
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.PIPE,
@@ -124,10 +149,12 @@ class AsgiServer:
     def _read_output(self) -> None:
         if self.process is None or self.process.stdout is None:
             return
-        listening = SERVER_KINDS[self.kind].listening
+        kind = SERVER_KINDS[self.kind]
         for line in self.process.stdout:
             self.lines.append(line)
-            match = listening.search(line)
+            if kind.worker and (worker := kind.worker.search(line)):
+                self.worker_pid = int(worker.group(1))
+            match = kind.listening.search(line)
             if match and not self._port_found.is_set():
                 self.port = int(match.group(1))
                 self._port_found.set()
@@ -148,6 +175,14 @@ class AsgiServer:
     def tracebacks(self) -> list[str]:
         """Lines of the server log that show an unhandled exception."""
         return [line for line in self.lines if "Traceback" in line]
+
+
+def _free_port() -> int:
+    """A port free now; a server that cannot bind port 0 itself may lose it to
+    another process before it binds, and then fails to start, loudly."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _wait_until_accepting(port: int, seconds: float) -> None:
