@@ -21,14 +21,11 @@ DEMO_APP = "project.config.asgi:application"
 
 @dataclass(frozen=True, slots=True)
 class ServerKind:
-    """How to start one server on 127.0.0.1, and the line naming its port. A server
-    that cannot report a port it did not choose gets a free one (`{port}` in its
-    arguments), and one that serves from a worker process names the worker's pid."""
+    """How to start one server on 127.0.0.1 port 0, and the line naming its port."""
 
     module: str
     args: tuple[str, ...]
     listening: re.Pattern[str]
-    worker: re.Pattern[str] | None = None
 
 
 SERVER_KINDS: dict[str, ServerKind] = {
@@ -53,12 +50,6 @@ SERVER_KINDS: dict[str, ServerKind] = {
         "hypercorn",
         ("-b", "127.0.0.1:0", "-w", "0"),
         re.compile(r"Running on http://127\.0\.0\.1:(\d+)"),
-    ),
-    "granian": ServerKind(
-        "granian",
-        ("--interface", "asgi", "--host", "127.0.0.1", "--port", "{port}"),
-        re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)"),
-        re.compile(r"Spawning worker-1 with PID: (\d+)"),
     ),
 }
 
@@ -98,7 +89,6 @@ class AsgiServer:
         self.launcher = launcher or (sys.executable, "-m", SERVER_KINDS[kind].module)
         self.env = project_env(db_path, **env)
         self.port = 0
-        self.worker_pid: int | None = None
         self.lines: list[str] = []
         self._port_found = threading.Event()
         self.process: subprocess.Popen[str] | None = None
@@ -116,22 +106,9 @@ class AsgiServer:
     def log(self) -> str:
         return "".join(self.lines)
 
-    @property
-    def pid(self) -> int:
-        """The process that runs the application (a worker, for granian)."""
-        if self.worker_pid is not None:
-            return self.worker_pid
-        if self.process is None:
-            raise RuntimeError("the server is not started")
-        return self.process.pid
-
     def start(self) -> "AsgiServer":
-        args = SERVER_KINDS[self.kind].args
-        if "{port}" in args:
-            port = str(_free_port())
-            args = tuple(port if arg == "{port}" else arg for arg in args)
         self.process = subprocess.Popen(
-            [*self.launcher, *args, self.app],
+            [*self.launcher, *SERVER_KINDS[self.kind].args, self.app],
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.PIPE,
@@ -152,8 +129,6 @@ class AsgiServer:
         kind = SERVER_KINDS[self.kind]
         for line in self.process.stdout:
             self.lines.append(line)
-            if kind.worker and (worker := kind.worker.search(line)):
-                self.worker_pid = int(worker.group(1))
             match = kind.listening.search(line)
             if match and not self._port_found.is_set():
                 self.port = int(match.group(1))
@@ -175,14 +150,6 @@ class AsgiServer:
     def tracebacks(self) -> list[str]:
         """Lines of the server log that show an unhandled exception."""
         return [line for line in self.lines if "Traceback" in line]
-
-
-def _free_port() -> int:
-    """A port free now; a server that cannot bind port 0 itself may lose it to
-    another process before it binds, and then fails to start, loudly."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _wait_until_accepting(port: int, seconds: float) -> None:
