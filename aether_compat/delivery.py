@@ -52,7 +52,11 @@ class SocketDelivery(AsyncWebsocketConsumer):
         self.state = CLOSED
         logger.info("closing WebSocket %s with code %s", self.channel_name, code)
         await self._buffer.drained()  # the close frame goes behind accepted frames
-        await self.close(code)
+        try:
+            await self.close(code)
+        except (OSError, RuntimeError) as exc:
+            # The server closed it first (uvicorn's keepalive does, with 1011).
+            logger.info("WebSocket %s was closed already: %r", self.channel_name, exc)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Group text needs no database: skip the thread hop that closes stale

@@ -125,7 +125,7 @@ async def test_a_stalled_client_is_bounded_counted_and_closed(kind):
         growth = await watch.stop()
         stalled.client.resume_reading()  # read what reached it, up to the close
         close_code = await stalled.client.wait_closed(within=30)
-        for client in (*(r.client for r in readers), sender.client):
+        for client in (*(r.client for r in readers), sender.client, stalled.client):
             await client.close()
         log = server.log
 
