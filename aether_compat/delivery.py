@@ -1,8 +1,11 @@
 """How group messages reach one WebSocket: on aether_compat layers the connection is
 a registered session and each `aether.message` is written straight to the socket by
 the broadcaster's task (no per-message dispatch, no thread-pool hop); on stock
-layers they come through Channels' dispatch. A message is refused, and counted as a
-failure, when the socket is not open or its client stopped reading."""
+layers they come through Channels' dispatch. The broadcaster never waits on the
+client: a frame the server cannot take at once waits in this connection's
+`OutboundBuffer`. A message is refused, and counted as a failure, when the socket
+is not open or its client stopped reading (`outbound.py`); a client that stays
+behind is closed with 4013, checked on a timer as well as on each message."""
 
 import asyncio
 import functools
@@ -17,6 +20,8 @@ from .layers import is_aether_layer
 from .limits import CLOSE_SLOW_CONSUMER
 from .messages import AETHER_MESSAGE
 from .outbound import OutboundGauge, OutboundLimit
+from .outbound_buffer import OutboundBuffer
+from .protocol import utf8_size
 
 logger = logging.getLogger("aether_compat.consumers")
 
@@ -31,7 +36,7 @@ class SocketDelivery(AsyncWebsocketConsumer):
 
     def get_outbound_gauge(self, send: Any) -> OutboundGauge:
         """What tells how far behind the client is (see `outbound.py`)."""
-        return OutboundGauge.for_send(send)
+        return OutboundGauge.for_send(send, self._buffer)
 
     def start_task(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run `coroutine` while the connection lives; it is cancelled when it ends."""
@@ -46,7 +51,12 @@ class SocketDelivery(AsyncWebsocketConsumer):
             return
         self.state = CLOSED
         logger.info("closing WebSocket %s with code %s", self.channel_name, code)
-        await self.close(code)
+        await self._buffer.drained()  # the close frame goes behind accepted frames
+        try:
+            await self.close(code)
+        except (OSError, RuntimeError) as exc:
+            # The server closed it first (uvicorn's keepalive does, with 1011).
+            logger.info("WebSocket %s was closed already: %r", self.channel_name, exc)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Group text needs no database: skip the thread hop that closes stale
@@ -59,10 +69,11 @@ class SocketDelivery(AsyncWebsocketConsumer):
     async def aether_message(self, event: dict[str, Any]) -> None:
         """A facade broadcast that came through dispatch (stock layers), where a
         refusal can only be logged: the layer already counted it as sent."""
-        refusal = self._refusal()
-        if refusal is None:
+        try:
+            if self.state != OPEN:
+                raise self._not_open()
             await self._write(event)
-        else:
+        except MemberUnreachable as refusal:
             logger.warning("dropped a message for %s: %s", self.channel_name, refusal)
 
     async def _deliver(self, event: dict[str, Any]) -> None:
@@ -74,9 +85,8 @@ class SocketDelivery(AsyncWebsocketConsumer):
             except asyncio.QueueFull:
                 raise ChannelFull(self.channel_name, self._inbox.maxsize) from None
             return
-        refusal = self._refusal()
-        if refusal is not None:
-            raise refusal
+        if self.state != OPEN:
+            raise self._not_open()
         await self._write(event)
 
     def frame_text(self, event: dict[str, Any], text: str) -> str:
@@ -85,27 +95,63 @@ class SocketDelivery(AsyncWebsocketConsumer):
 
     async def _write(self, event: dict[str, Any]) -> None:
         if (text := event.get("text")) is not None:
-            await self.send(text_data=self.frame_text(event, text))
+            self._send_frame(text=self.frame_text(event, text))
         elif (data := event.get("bytes")) is not None:
-            await self.send(bytes_data=data)
+            self._send_frame(bytes_=data)
         else:
             raise InvalidMessage(f"an {AETHER_MESSAGE!r} event needs text or bytes")
 
-    def _refusal(self) -> Exception | None:
-        """Why a message cannot be written now: the socket is not open, or the
-        client has not read `outbound_limit_bytes` already written to it."""
-        if self.state != OPEN:
-            return MemberUnreachable(self.channel_name, "its WebSocket is not open")
-        backlog = self.outbound.over()
-        if backlog is None:
-            return None
+    # How bytes reach the server
+
+    def _send_frame(self, text: str | None = None, bytes_: bytes | None = None) -> None:
+        """Give one frame to the server without waiting on the client: written now,
+        or queued behind a blocked write; refused (`MemberUnreachable`) when the
+        client has `outbound_limit_bytes` waiting already."""
+        message: dict[str, Any]
+        if text is not None:
+            message = {"type": "websocket.send", "text": text}
+            size = utf8_size(text)
+        else:
+            message = {"type": "websocket.send", "bytes": bytes_}
+            size = len(bytes_ or b"")
+        backlog = self.outbound.admit(size)
+        if backlog is not None:
+            raise self._not_reading(backlog)
+        self._buffer.write(message, size)
+
+    def _not_open(self) -> MemberUnreachable:
+        return MemberUnreachable(self.channel_name, "its WebSocket is not open")
+
+    def _not_reading(self, backlog: int) -> MemberUnreachable:
         if self.outbound.overdue():
             self._close_soon(CLOSE_SLOW_CONSUMER)
+        else:
+            self._watch_outbound()
         return MemberUnreachable(
             self.channel_name,
             f"its client is not reading: {backlog} bytes wait to be sent "
             f"(limit {self.outbound.limit_bytes})",
         )
+
+    def _watch_outbound(self) -> None:
+        """Check again when the client would become overdue, so that a client that
+        stays behind is closed even when no further message comes to check it."""
+        if self._watch is not None or self.state != OPEN:
+            return
+        due = self.outbound.due_in()
+        if due is not None:
+            loop = asyncio.get_running_loop()
+            self._watch = loop.call_later(max(due, 0.0), self._check_outbound)
+
+    def _check_outbound(self) -> None:
+        self._watch = None
+        if self.state != OPEN:
+            return
+        self.outbound.recheck()
+        if self.outbound.overdue():
+            self._close_soon(CLOSE_SLOW_CONSUMER)
+        else:
+            self._watch_outbound()
 
     def _close_soon(self, code: int) -> None:
         # The sender runs inside someone else's broadcast: close from a task of our
@@ -119,6 +165,8 @@ class SocketDelivery(AsyncWebsocketConsumer):
         loop should read for layer events."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._watch: asyncio.TimerHandle | None = None
+        self._buffer = OutboundBuffer(send, self.start_task, self._watch_outbound)
         self._gauge = self.get_outbound_gauge(send)
         layer = self.channel_layer
         self._session = is_aether_layer(layer)
@@ -131,6 +179,8 @@ class SocketDelivery(AsyncWebsocketConsumer):
         return self._inbox.get
 
     def _cancel_tasks(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         for task in list(self._tasks):
             task.cancel()
 

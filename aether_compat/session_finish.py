@@ -33,7 +33,7 @@ class Finisher:
         waiter = session.loop.create_future()
         backlog = session.backlog = deque()
         task = session.loop.create_task(
-            self._finish(session, backlog, _resume(steps, step), waiter)
+            self._finish(session, backlog, resume(steps, step), waiter)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -82,7 +82,7 @@ def timed_out(channel: str, timeout: float) -> SessionSendFailed:
 
 
 @types.coroutine
-def _resume(coroutine: Generator[Any, Any, Any], step: Any) -> Generator[Any, Any, Any]:
+def resume(coroutine: Generator[Any, Any, Any], step: Any) -> Generator[Any, Any, Any]:
     """Go on driving an awaitable whose first step already ran outside any task:
     `yield from` for one that has been started."""
     while True:

@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:  # run as `python bench/e2e_bench.py` from the roo
 
 from bench.ratios import Report, Row, Samples, Target, render_table, write_json  # noqa: E402
 from bench.ws_client import RawClient  # noqa: E402
-from testing_support.daphne import DaphneServer  # noqa: E402
+from testing_support.asgi_server import AsgiServer  # noqa: E402
 
 CONTESTANTS = {
     "ours": ("ours", "/ws/ours/"),
@@ -143,7 +143,7 @@ def sample(name: str, clients: int, args: argparse.Namespace, db: Path) -> tuple
     profile = args.profile / f"{name}-{clients}.prof" if args.profile else None
     if profile:
         launcher = (sys.executable, "-m", "cProfile", "-o", str(profile), *launcher[1:])
-    server = DaphneServer(
+    server = AsgiServer(
         db,
         "bench.e2e_asgi:application",
         launcher,

@@ -31,7 +31,7 @@ import pytest
 from aether_compat.facade import ChannelsFacade
 from aether_compat.layers import RedisChannelLayer
 from aether_compat.messages import now_ms
-from testing_support.daphne import DaphneServer
+from testing_support.asgi_server import AsgiServer
 from tests.support.light_client import HandshakeRefused, LightClient
 from tests.support.redis_servers import redis_server
 from tests.support.reliability import record_figures
@@ -67,7 +67,7 @@ class Deployment:
     memory)."""
 
     backend: str
-    servers: list[DaphneServer]
+    servers: list[AsgiServer]
     facade: ChannelsFacade | None
     logins: dict[str, Browser]
     pks: dict[str, int]

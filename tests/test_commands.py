@@ -16,7 +16,7 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from aether_compat import Channels
-from testing_support.daphne import project_env
+from testing_support.asgi_server import project_env
 from tests.support.facade import receive
 from tests.support.layers import REDIS_URL
 

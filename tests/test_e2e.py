@@ -1,5 +1,6 @@
-"""End to end: the demo project in a real daphne process (in-memory layer, and Redis
-through a private redis-server), real WebSocket clients, real logins."""
+"""End to end: the demo project in a real server process (daphne, uvicorn and
+hypercorn; in-memory layer, and Redis through a private redis-server), real
+WebSocket clients, real logins."""
 
 import asyncio
 import contextlib
@@ -21,21 +22,37 @@ from tests.support.e2e_ws import (
 )
 from tests.support.redis_servers import redis_server
 from tests.support.reliability import rss_bytes
-from tests.support.servers import Browser, daphne_server
+from tests.support.servers import SERVER_KINDS, Browser, asgi_server
 
 pytestmark = pytest.mark.e2e
+
+# uvicorn logs a client's invalid UTF-8 at ERROR with a traceback of its own code
+# (and closes with 1007); that is the server's habit, not an error of the app.
+CLIENT_ERROR_LOGGED_BY_UVICORN = "Invalid UTF-8 sequence received from client"
 
 
 @pytest.fixture(
     scope="module",
-    params=["memory", pytest.param("redis", marks=pytest.mark.redis)],
+    params=[
+        pytest.param(
+            (kind, layer),
+            id=f"{kind}-{layer}",
+            marks=[pytest.mark.redis] if layer == "redis" else [],
+        )
+        for kind in SERVER_KINDS
+        for layer in ("memory", "redis")
+    ],
 )
 def server(request):
-    if request.param == "memory":
-        with daphne_server() as running:
+    kind, layer = request.param
+    if layer == "memory":
+        with asgi_server(kind) as running:
             yield running
         return
-    with redis_server() as redis, daphne_server(AETHER_REDIS_URL=redis.url) as running:
+    with (
+        redis_server() as redis,
+        asgi_server(kind, AETHER_REDIS_URL=redis.url) as running,
+    ):
         yield running
 
 
@@ -44,8 +61,13 @@ def no_new_tracebacks(server):
     """Whatever a test sends, the server logs no unhandled exception."""
     seen = len(server.lines)
     yield
-    new = [line for line in server.lines[seen:] if "Traceback" in line]
-    assert not new, server.log
+    new = server.lines[seen - 1 if seen else 0 :]
+    unexpected = [
+        line
+        for before, line in zip(["", *new], new, strict=False)
+        if "Traceback" in line and CLIENT_ERROR_LOGGED_BY_UVICORN not in before
+    ]
+    assert not unexpected, server.log
 
 
 @pytest.fixture(scope="module")
@@ -137,12 +159,15 @@ async def test_invalid_utf8_in_a_text_frame_is_closed_by_rfc_and_harms_no_one(se
     ("size", "codes"),
     [
         pytest.param(600 * 1024, (4009,), id="600-KiB-closed-by-the-consumer"),
-        pytest.param(10 * 1024 * 1024, (None, 1009), id="10-MiB-dropped-by-daphne"),
+        pytest.param(10 * 1024 * 1024, (None, 1009), id="10-MiB-beyond-daphne-cap"),
     ],
 )
 async def test_a_huge_frame_closes_that_socket_only(server, size, codes):
     """Beyond `close_frame_bytes` (512 KiB) the consumer closes with 4009; beyond
-    daphne's 1 MiB cap daphne drops the connection without a close frame."""
+    daphne's 1 MiB cap daphne drops the connection without a close frame (uvicorn's
+    and hypercorn's caps are 16 MiB: the consumer sees the frame and closes it)."""
+    if server.kind != "daphne":
+        codes = (4009,)
     bystander = await open_ws(server)
     ws = await websockets.connect(
         server.ws_url + "/ws/realtime/",
@@ -199,7 +224,7 @@ async def test_a_logged_out_session_loses_access_on_its_next_connection(server):
 
 @pytest.mark.redis
 async def test_a_client_that_stops_reading_is_bounded_and_closed(server, logins):
-    """A client that stops reading: once its unread bytes inside daphne pass the
+    """A client that stops reading: once its unread bytes inside the server pass the
     outbound limit (1 MiB) the server refuses further deliveries to it, closes it
     after the grace period (4013) and takes it out of its groups; the server's
     memory stays bounded, and a reading client in the same room gets everything,
@@ -217,6 +242,7 @@ async def test_a_client_that_stops_reading_is_bounded_and_closed(server, logins)
         server.ws_url + "/ws/realtime/",
         additional_headers={"Origin": server.url},
         max_queue=1,  # stops reading from the socket once one frame waits
+        compression=None,  # uvicorn would deflate the payload to almost nothing
     )
     for ws in (reader, stalled):
         await command(ws, "join", "room:slow")
@@ -232,8 +258,9 @@ async def test_a_client_that_stops_reading_is_bounded_and_closed(server, logins)
     growth = rss_bytes(server.process.pid) - rss_before
     assert len(await facade.group_members("room:slow")) == 1
     assert "its client is not reading" in server.log
-    # Measured: ~2,100 broadcasts (67 MB) go by before the close; RSS grows ~5 MB.
-    assert growth < 24 * 1024 * 1024 < sent * len(payload), (growth, sent)
+    # Measured: 700 to 3,000 broadcasts (22 to 100 MB) go by before the close, on
+    # every server; RSS grows 2 to 5 MiB.
+    assert growth < 12 * 1024 * 1024 < sent * len(payload), (growth, sent)
     assert await close_code(stalled) in (4013, None)
     await command(reader, "send", "room:slow", "still here")
     assert (await next_message(reader)).payload == "still here"

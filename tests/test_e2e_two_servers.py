@@ -1,4 +1,5 @@
-"""Two demo servers on one Redis: chat and presence cross process boundaries."""
+"""Two demo servers on one Redis: chat and presence cross process boundaries, under
+each ASGI server."""
 
 import asyncio
 import json
@@ -7,23 +8,25 @@ import sys
 
 import pytest
 
-from testing_support.daphne import ROOT, project_env
+from testing_support.asgi_server import ROOT, project_env
 from tests.support.e2e_ws import command, next_message, open_ws
 from tests.support.redis_servers import redis_server
-from tests.support.servers import Browser, daphne_server, prepare_database
+from tests.support.servers import SERVERS, Browser, asgi_server, prepare_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
 
-async def test_two_servers_share_a_room_and_its_member_list(tmp_path):
-    """Two daphne processes on one Redis: a chat message crosses between them and
-    each page's member list (group_members + names) shows both people."""
+@pytest.mark.parametrize("kind", SERVERS)
+async def test_two_servers_share_a_room_and_its_member_list(tmp_path, kind):
+    """Two server processes on one Redis: a chat message crosses between them and
+    each page's member list (group_members + names) shows both people, then only
+    the one still connected once the other disconnects."""
     db_path = tmp_path / "shared.sqlite3"
     prepare_database(db_path)
     with (
         redis_server() as redis,
-        daphne_server(db_path, AETHER_REDIS_URL=redis.url) as first,
-        daphne_server(db_path, AETHER_REDIS_URL=redis.url) as second,
+        asgi_server(kind, db_path, AETHER_REDIS_URL=redis.url) as first,
+        asgi_server(kind, db_path, AETHER_REDIS_URL=redis.url) as second,
     ):
         alice = await open_ws(first, Browser(first.url).login("alice"), "/ws/chat/x/")
         bob = await open_ws(second, Browser(second.url).login("bob"), "/ws/chat/x/")
@@ -55,14 +58,15 @@ async def _presence_with(ws, connections):
             return roster
 
 
-async def test_manage_py_broadcast_reaches_a_running_servers_clients(tmp_path):
+@pytest.mark.parametrize("kind", SERVERS)
+async def test_manage_py_broadcast_reaches_a_running_servers_clients(tmp_path, kind):
     """`python manage.py broadcast` in its own process, on the Redis layer, reaches
-    the WebSocket clients of a running daphne and prints honest counts."""
+    the WebSocket clients of a running server and prints honest counts."""
     db_path = tmp_path / "shared.sqlite3"
     prepare_database(db_path)
     with (
         redis_server() as redis,
-        daphne_server(db_path, AETHER_REDIS_URL=redis.url) as server,
+        asgi_server(kind, db_path, AETHER_REDIS_URL=redis.url) as server,
     ):
         alice = await open_ws(server, Browser(server.url).login("alice"), "/ws/chat/x/")
         bob = await open_ws(server, Browser(server.url).login("bob"), "/ws/chat/x/")

@@ -1,7 +1,8 @@
-"""The demo project behind real daphne servers for end-to-end and browser tests:
-its own migrated SQLite database with the demo users, one server or several on it,
-and a logged-in HTTP session (`Browser`). One server process:
-`testing_support.daphne`."""
+"""The demo project behind real ASGI servers for end-to-end and browser tests:
+its own migrated SQLite database with the demo users, one server or several on it
+(daphne, uvicorn or hypercorn: `SERVERS` parametrises a test over them), and a
+logged-in HTTP session (`Browser`). One server process:
+`testing_support.asgi_server`."""
 
 import contextlib
 import http.cookiejar
@@ -15,9 +16,19 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from testing_support.daphne import ROOT, STARTUP_SECONDS, DaphneServer, project_env
+import pytest
+
+from testing_support.asgi_server import (
+    ROOT,
+    SERVER_KINDS,
+    STARTUP_SECONDS,
+    AsgiServer,
+    project_env,
+)
 
 PASSWORD = "e2e-password"
+SERVERS = [pytest.param(kind, id=kind) for kind in SERVER_KINDS]
+"""Every server kind, for `pytest.mark.parametrize("kind", SERVERS)`."""
 
 
 def prepare_database(db_path: Path) -> None:
@@ -35,16 +46,26 @@ def prepare_database(db_path: Path) -> None:
 
 
 @contextlib.contextmanager
-def daphne_server(db_path: Path | None = None, **env: str) -> Iterator[DaphneServer]:
-    """A running demo server; with no `db_path`, a fresh prepared database."""
+def asgi_server(
+    kind: str = "daphne", db_path: Path | None = None, **env: str
+) -> Iterator[AsgiServer]:
+    """A running demo server of `kind`; with no `db_path`, a fresh prepared
+    database."""
     with contextlib.ExitStack() as stack:
         if db_path is None:
             folder = stack.enter_context(tempfile.TemporaryDirectory())
             db_path = Path(folder) / "demo.sqlite3"
             prepare_database(db_path)
-        server = DaphneServer(db_path, **env).start()
+        server = AsgiServer(db_path, kind=kind, **env).start()
         stack.callback(server.stop)
         yield server
+
+
+def daphne_server(
+    db_path: Path | None = None, **env: str
+) -> contextlib.AbstractContextManager[AsgiServer]:
+    """`asgi_server("daphne", ...)`, for tests that need no other server."""
+    return asgi_server("daphne", db_path, **env)
 
 
 class Browser:
@@ -103,12 +124,12 @@ class Browser:
 
 
 @contextlib.contextmanager
-def daphne_servers(
-    db_path: Path, count: int, **env: str
-) -> Iterator[list[DaphneServer]]:
-    """`count` demo servers on one database, started side by side (each takes a
-    second or two to import Django), all stopped at the end."""
-    servers = [DaphneServer(db_path, **env) for _ in range(count)]
+def asgi_servers(
+    db_path: Path, count: int, kind: str = "daphne", **env: str
+) -> Iterator[list[AsgiServer]]:
+    """`count` demo servers of `kind` on one database, started side by side (each
+    takes a second or two to import Django), all stopped at the end."""
+    servers = [AsgiServer(db_path, kind=kind, **env) for _ in range(count)]
     threads = [threading.Thread(target=_start_quietly, args=(s,)) for s in servers]
     try:
         for thread in threads:
@@ -117,15 +138,22 @@ def daphne_servers(
             thread.join(STARTUP_SECONDS + 5)
         for server in servers:
             if not server.port or server.process is None:
-                raise TimeoutError(f"a daphne server did not start:\n{server.log}")
+                raise TimeoutError(f"a {kind} server did not start:\n{server.log}")
         yield servers
     finally:
         for server in servers:
             server.stop()
 
 
-def _start_quietly(server: DaphneServer) -> None:
-    with contextlib.suppress(Exception):  # daphne_servers() reports who failed
+def daphne_servers(
+    db_path: Path, count: int, **env: str
+) -> contextlib.AbstractContextManager[list[AsgiServer]]:
+    """`asgi_servers(db_path, count, "daphne", ...)`."""
+    return asgi_servers(db_path, count, "daphne", **env)
+
+
+def _start_quietly(server: AsgiServer) -> None:
+    with contextlib.suppress(Exception):  # asgi_servers() reports who failed
         server.start()
 
 
