@@ -51,12 +51,40 @@ class SocketDelivery(AsyncWebsocketConsumer):
             return
         self.state = CLOSED
         logger.info("closing WebSocket %s with code %s", self.channel_name, code)
-        await self._buffer.drained()  # the close frame goes behind accepted frames
+        # The close frame goes behind the frames already accepted, but a client
+        # that never reads again must not hold this task forever: after the grace
+        # period the close is given up and left to the server's own timeouts.
         try:
-            await self.close(code)
+            async with asyncio.timeout(self.outbound.grace_seconds):
+                await self._buffer.drained()
+                await self.close(code)
+        except TimeoutError:
+            logger.info("WebSocket %s did not take its close frame", self.channel_name)
         except (OSError, RuntimeError) as exc:
             # The server closed it first (uvicorn's keepalive does, with 1011).
             logger.info("WebSocket %s was closed already: %r", self.channel_name, exc)
+
+    async def send(
+        self,
+        text_data: str | None = None,
+        bytes_data: bytes | None = None,
+        close: bool | int = False,
+    ) -> None:
+        """The consumer's own frames (replies, pushes, pings) take the same ordered
+        path as deliveries, so none overtakes a message accepted before it; the
+        caller waits until its frame is handed to the server."""
+        if text_data is not None:
+            message = {"type": "websocket.send", "text": text_data}
+            size = utf8_size(text_data)
+        elif bytes_data is not None:
+            message = {"type": "websocket.send", "bytes": bytes_data}
+            size = len(bytes_data)
+        else:
+            raise ValueError("You must pass one of bytes_data or text_data")
+        self._buffer.write(message, size)
+        await self._buffer.drained()
+        if close:
+            await self.close(close)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Group text needs no database: skip the thread hop that closes stale
