@@ -1,4 +1,4 @@
-"""aether.v1 end to end: a real daphne server (Redis layer on a private
+"""aether.v1 end to end under each ASGI server (Redis layer on a private
 redis-server), real WebSocket clients. 1,000 pipelined commands get their replies
 in order, each with its ref; every frame validates against the shipped schema;
 a half-open client (frozen with SIGSTOP) leaves its group within the heartbeat
@@ -20,7 +20,7 @@ from aether_compat.facade import ChannelsFacade
 from aether_compat.layers import RedisChannelLayer
 from tests.support.redis_servers import redis_server
 from tests.support.schema import assert_server_frames
-from tests.support.servers import daphne_server
+from tests.support.servers import SERVERS, asgi_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
@@ -36,12 +36,14 @@ CLIENT = Path(__file__).resolve().parent / "support" / "v1_client.py"
 WAIT = 10
 
 
-@pytest.fixture(scope="module")
-def server():
+@pytest.fixture(scope="module", params=SERVERS)
+def server(request):
     with (
         redis_server() as redis,
-        daphne_server(
-            AETHER_REDIS_URL=redis.url, AETHER_WEBSOCKET_LIMITS=json.dumps(LIMITS)
+        asgi_server(
+            request.param,
+            AETHER_REDIS_URL=redis.url,
+            AETHER_WEBSOCKET_LIMITS=json.dumps(LIMITS),
         ) as running,
     ):
         yield running
