@@ -59,6 +59,7 @@ def project_env(db_path: Path | None, **extra: str) -> dict[str, str]:
     """The environment a demo process runs with: its own database (None: the
     project's default one), no Redis unless `extra` names one."""
     env = {key: value for key, value in os.environ.items() if key != "AETHER_REDIS_URL"}
+    env.setdefault("DJANGO_SECRET_KEY", "tests-only-secret-" + "k" * 40)
     env.update(
         DJANGO_SETTINGS_MODULE="project.config.settings",
         PYTHONPATH=str(ROOT),

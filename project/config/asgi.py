@@ -1,5 +1,6 @@
-"""The ASGI entry for daphne: HTTP goes to Django, WebSockets to the demo app's
-consumers, and any other WebSocket path is refused."""
+"""The ASGI entry for any ASGI server: HTTP goes to Django (static files through
+WhiteNoise, see settings.py), WebSockets to the demo app's consumers, and any other
+WebSocket path is refused."""
 
 import os
 
@@ -7,15 +8,6 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.config.settings")
 django_asgi_app = get_asgi_application()
-
-from django.conf import settings  # noqa: E402  (needs Django set up)
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
-
-if settings.DEBUG:
-    # `runserver` serves /static/ itself; this lets
-    # `daphne project.config.asgi:application` show the demo styled too. In
-    # production, serve collected static files instead.
-    django_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

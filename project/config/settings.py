@@ -4,11 +4,34 @@ import json
 import os
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 BASE_DIR = Path(__file__).resolve().parents[2]  # the repository, home of db.sqlite3
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "demo-only-not-secret-change-me")
-DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+# Safe as shipped: DEBUG is on only when asked for (DJANGO_DEBUG=1, development), and
+# outside development there is no fallback secret key.
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "Set DJANGO_SECRET_KEY (or DJANGO_DEBUG=1 for local development)"
+        )
+    SECRET_KEY = "development-only-never-in-production-" + "x" * 20
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
+
+# Behind HTTPS (DJANGO_HTTPS=1): secure cookies, redirects and HSTS, so that
+# `manage.py check --deploy` passes. Behind a TLS-terminating proxy, also set
+# DJANGO_PROXY_SSL_HEADER=1 (the proxy must set X-Forwarded-Proto).
+if os.environ.get("DJANGO_HTTPS") == "1":
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = 31_536_000
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+if os.environ.get("DJANGO_PROXY_SSL_HEADER") == "1":
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "daphne",
@@ -26,6 +49,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files with DEBUG off too, from the apps' static folders (no
+    # collectstatic needed); only files found at startup are served.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -87,6 +113,8 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
@@ -103,10 +131,24 @@ AETHER_WEBSOCKET_LIMITS = json.loads(os.environ.get("AETHER_WEBSOCKET_LIMITS", "
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"one_line": {"()": "project.config.logs.OneLine"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler"},
+        "client_errors": {
+            "class": "logging.StreamHandler",
+            "filters": ["one_line"],
+        },
+    },
     "loggers": {
         "aether_compat": {"handlers": ["console"], "level": "WARNING"},
         "django.request": {"handlers": ["console"], "level": "ERROR"},
+        # What a client can provoke at will (a bad Host header) is one line, not a
+        # traceback at ERROR.
+        "django.security": {
+            "handlers": ["client_errors"],
+            "level": "WARNING",
+            "propagate": False,
+        },
     },
 }
 
