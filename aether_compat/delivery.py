@@ -51,15 +51,13 @@ class SocketDelivery(AsyncWebsocketConsumer):
             return
         self.state = CLOSED
         logger.info("closing WebSocket %s with code %s", self.channel_name, code)
-        # The close frame goes behind the frames already accepted, but a client
-        # that never reads again must not hold this task forever: after the grace
-        # period the close is given up and left to the server's own timeouts.
+        # The close frame goes behind the frames already accepted (at most
+        # `outbound_limit_bytes`), so a slow client still gets what was counted as
+        # sent to it, then the code. The groups are left already; a client that
+        # never reads again holds only that queue until TCP gives up on it.
         try:
-            async with asyncio.timeout(self.outbound.grace_seconds):
-                await self._buffer.drained()
-                await self.close(code)
-        except TimeoutError:
-            logger.info("WebSocket %s did not take its close frame", self.channel_name)
+            await self._buffer.drained()
+            await self.close(code)
         except (OSError, RuntimeError) as exc:
             # The server closed it first (uvicorn's keepalive does, with 1011).
             logger.info("WebSocket %s was closed already: %r", self.channel_name, exc)
