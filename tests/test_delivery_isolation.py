@@ -194,42 +194,47 @@ async def test_joins_and_leaves_while_threads_broadcast(make_layer):
     raises, and the summed sent counts equal what the readers got."""
     layer = make_layer(capacity=10_000)
     readers = await group_of(layer, "busy", [None] * 20)
-    stop = threading.Event()
-
-    broadcasts: list[int] = []
+    per_worker = 500  # two workers stay below every reader's capacity
 
     def broadcast() -> int:
         sent = 0
-        while not stop.is_set():
+        for _ in range(per_worker):
             result = Channels.sync.group("busy").broadcast("x")
             assert result.failed_count == 0, result.errors
             sent += result.sent_count
-            broadcasts.append(1)
         return sent
 
     Channels.configure(layer)
-    workers = [asyncio.create_task(asyncio.to_thread(broadcast)) for _ in range(2)]
+    workers = [asyncio.ensure_future(asyncio.to_thread(broadcast)) for _ in range(2)]
     rounds = 0
-    async with asyncio.timeout(30):
-        while sum(broadcasts) < 200 or rounds < 200:
-            channel = readers[rounds % len(readers)]
-            await layer.group_discard("busy", channel)
-            await layer.group_members("busy")
-            await layer.group_add("busy", channel)
-            rounds += 1
-            await asyncio.sleep(0)  # let the workers' hand-overs in
-    stop.set()
+    while rounds < 200 or not all(worker.done() for worker in workers):
+        channel = readers[rounds % len(readers)]
+        await layer.group_discard("busy", channel)
+        await layer.group_members("busy")
+        await layer.group_add("busy", channel)
+        rounds += 1
+        await asyncio.sleep(0)  # let the workers' hand-overs in
     sent = sum(await asyncio.gather(*workers))
+    assert sent > 0
     received = 0
-    for channel in readers:
-        while True:
-            try:
-                async with asyncio.timeout(0.2):
-                    await layer.receive(channel)
-            except TimeoutError:
-                break
-            received += 1
-    assert sent == received > 0
+    pending = {asyncio.ensure_future(layer.receive(c)): c for c in readers}
+    try:
+        async with asyncio.timeout(60):  # a bound for a broken layer, not a wait
+            while received < sent:
+                done, _ = await asyncio.wait(pending, return_when="FIRST_COMPLETED")
+                for task in done:
+                    task.result()
+                    received += 1
+                    channel = pending.pop(task)
+                    pending[asyncio.ensure_future(layer.receive(channel))] = channel
+    finally:
+        for task in pending:
+            task.cancel()
+    assert received == sent
+    for channel in readers:  # and nothing more than was counted
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await layer.receive(channel)
 
 
 @pytest.mark.slow
