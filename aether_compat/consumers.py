@@ -21,11 +21,18 @@ from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from .authority import RightsWatch, control_groups
 from .delivery import CLOSED, CONNECTING, OPEN, SocketDelivery
 from .errors import CommandRejected
 from .facade import Channels, ChannelsFacade
 from .heartbeat import Heartbeat
-from .limits import CLOSE_FLOOD, CLOSE_FRAME_TOO_BIG, Limits, RateLimiter
+from .limits import (
+    CLOSE_FLOOD,
+    CLOSE_FRAME_TOO_BIG,
+    CLOSE_REVOKED,
+    Limits,
+    RateLimiter,
+)
 from .messages import ChannelMessage
 from .outbound import OutboundLimit
 from .permissions import GroupPolicy, check_command, get_group_policy, is_authenticated
@@ -71,6 +78,7 @@ class AetherConsumer(SocketDelivery):
         self.channel_name = await self.channel_layer.new_channel()
         self.base_send = send
         self.in_groups: set[str] = set()
+        self._control_groups: list[str] = []
         self.state = CONNECTING
         channel_receive = await self._attach_channel(send)
         try:
@@ -163,12 +171,18 @@ class AetherConsumer(SocketDelivery):
         self.state = OPEN
         if self.dialect.heartbeats:
             self._start_heartbeat()
+        if is_authenticated(self.user):
+            self._watch_rights()
         await self.connected()
 
     async def _join_on_connect(self, groups: list[str]) -> bool:
         """Join before the handshake completes, so that whatever is broadcast once the
         client is connected reaches it; on a failure, leave what was joined."""
         try:
+            for group in control_groups(self.scope):
+                with _layer_errors():
+                    await self.channels.group_add(group, self.channel_name)
+                self._control_groups.append(group)
             for group in groups:
                 await self.join(group)
         except CommandRejected as exc:
@@ -295,7 +309,34 @@ class AetherConsumer(SocketDelivery):
         if self.state == OPEN:
             await self.send(text_data=self.dialect.ping())
 
+    async def aether_disconnect(self, event: dict[str, Any]) -> None:
+        """`Channels.disconnect*()` reached this connection: leave, then close."""
+        logger.info(
+            "disconnecting %s: %s", self.channel_name, event.get("reason") or "asked"
+        )
+        await self.shut(int(event.get("code") or CLOSE_REVOKED))
+
+    def _watch_rights(self) -> None:
+        async def revoke(reason: str) -> None:
+            logger.info("closing %s: %s", self.channel_name, reason)
+            await self.shut(CLOSE_REVOKED)
+
+        watch = RightsWatch(
+            self.scope,
+            self.policy,
+            lambda: sorted(self.in_groups),
+            self.limits.rights_check_seconds,
+            revoke,
+        )
+        self.start_task(watch.run())
+
     async def _leave_all(self) -> None:
+        control, self._control_groups = self._control_groups, []
+        for group in control:
+            try:
+                await self.channels.group_discard(group, self.channel_name)
+            except Exception:
+                logger.warning("could not remove %s from %r", self.channel_name, group)
         for group in sorted(self.in_groups):
             try:
                 await self.leave(group)

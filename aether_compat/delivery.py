@@ -70,7 +70,12 @@ class SocketDelivery(AsyncWebsocketConsumer):
     ) -> None:
         """The consumer's own frames (replies, pushes, pings) take the same ordered
         path as deliveries, so none overtakes a message accepted before it; the
-        caller waits until its frame is handed to the server."""
+        caller waits until its frame is handed to the server. Once the socket is
+        closed (or closing under it), such a frame has no one to go to: it is
+        dropped with a DEBUG line, never an error in the log."""
+        if self.state == CLOSED:
+            logger.debug("not sent to %s: its WebSocket is closed", self.channel_name)
+            return
         if text_data is not None:
             message = {"type": "websocket.send", "text": text_data}
             size = utf8_size(text_data)
@@ -79,7 +84,11 @@ class SocketDelivery(AsyncWebsocketConsumer):
             size = len(bytes_data)
         else:
             raise ValueError("You must pass one of bytes_data or text_data")
-        self._buffer.write(message, size)
+        try:
+            self._buffer.write(message, size)
+        except Exception as exc:  # the server's send: the client went away just now
+            logger.debug("not sent to %s: %r", self.channel_name, exc)
+            return
         await self._buffer.drained()
         if close:
             await self.close(close)

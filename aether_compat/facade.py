@@ -20,8 +20,10 @@ from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.core.exceptions import ImproperlyConfigured
 
+from .authority import disconnect_event, session_group, user_group
 from .errors import MemberUnreachable, SessionSendFailed
 from .layers import is_aether_layer
+from .limits import CLOSE_REVOKED
 from .messages import (
     AETHER_MESSAGE,
     AetherBytesEvent,
@@ -115,7 +117,34 @@ class ChannelsFacade:
         """Send to one session; `True` when it was queued on its channel or taken by
         its registered sender, `False` when the channel is full, the sender raised, or
         the session is unreachable. Only invalid input raises (`TypeError`)."""
-        event = _text_event(message, None)
+        return await self._send_event(session_id, _text_event(message, None))
+
+    async def disconnect(
+        self, session_id: str, code: int = CLOSE_REVOKED, reason: str = ""
+    ) -> bool:
+        """Close one `AetherConsumer` connection (it leaves its groups first), on
+        whichever server it is; `True` when the request reached its channel."""
+        return await self._send_event(session_id, disconnect_event(code, reason))
+
+    async def disconnect_user(
+        self, user_pk: Any, code: int = CLOSE_REVOKED, reason: str = ""
+    ) -> SendResult:
+        """Close every `AetherConsumer` connection of the user with primary key
+        `user_pk`, on every server; the counts say how many were reached."""
+        return await self._group_send(
+            user_group(user_pk), disconnect_event(code, reason)
+        )
+
+    async def disconnect_session(
+        self, session_key: str, code: int = CLOSE_REVOKED, reason: str = ""
+    ) -> SendResult:
+        """Close every `AetherConsumer` connection opened with this Django session
+        (a logout does this by itself), on every server."""
+        return await self._group_send(
+            session_group(session_key), disconnect_event(code, reason)
+        )
+
+    async def _send_event(self, session_id: str, event: dict[str, Any]) -> bool:
         check_channel_name(session_id)
         layer = self.layer
         try:

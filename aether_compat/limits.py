@@ -16,6 +16,10 @@ from typing import Any, Literal, Self
 CLOSE_HEARTBEAT = 4001
 """Going away: an `aether.v1` client sent nothing for `heartbeat_timeout` seconds."""
 
+CLOSE_REVOKED = 4003
+"""Forbidden: the user's rights changed (logout, password change, deactivation, a
+lost permission) or the application disconnected the connection."""
+
 CLOSE_FLOOD = 4008
 """Policy violation: the client kept sending commands far beyond its rate limit."""
 
@@ -51,6 +55,10 @@ class Limits:
     heartbeat_interval: float = 15.0
     """Seconds of silence from an `aether.v1` client before the server sends it
     `aether.ping` (and again every interval while the silence lasts)."""
+    rights_check_seconds: float = 60.0
+    """How often a logged-in connection re-reads its user: one that is gone or
+    inactive, changed its password or lost a group's permission is closed with
+    4003 within this time (a logout closes its sockets at once)."""
     heartbeat_timeout: float = 30.0
     """Seconds of silence after which an `aether.v1` connection leaves its groups
     and is closed with 4001; must exceed `heartbeat_interval`."""

@@ -21,6 +21,10 @@ from .protocol import Command
 ROOM_PREFIXES = ("room:", "chat:")
 
 
+CONTROL_PREFIX = "aether."
+"""Groups the server joins for its own purposes (see authority.py)."""
+
+
 @runtime_checkable
 class GroupPolicy(Protocol):
     """Decides, per user and group, whether a connection may join or send there.
@@ -82,8 +86,11 @@ def get_group_policy() -> GroupPolicy:
 
 
 def check_command(policy: GroupPolicy, user: Any, command: Command) -> None:
-    """Raise `CommandRejected("not_allowed")` when `policy` refuses `command`."""
-    if command.action == "send":
+    """Raise `CommandRejected("not_allowed")` when `policy` refuses `command`.
+    Control groups (`aether.` names) are the server's alone, whatever the policy."""
+    if command.group is not None and command.group.startswith(CONTROL_PREFIX):
+        allowed = False
+    elif command.action == "send":
         allowed = policy.may_send(user, command.group)
     else:
         allowed = policy.may_join(user, command.group)

@@ -51,6 +51,30 @@ class SyncChannels:
         """Blocking `Channels.send`: `True` when queued or taken by its sender."""
         return _run("send", self._facade.send, session_id, message)
 
+    def disconnect(self, session_id: str, code: int = 4003, reason: str = "") -> bool:
+        """Blocking `Channels.disconnect`."""
+        return _run("disconnect", self._facade.disconnect, session_id, code, reason)
+
+    def disconnect_user(
+        self, user_pk: Any, code: int = 4003, reason: str = ""
+    ) -> SendResult:
+        """Blocking `Channels.disconnect_user`."""
+        return _run(
+            "disconnect_user", self._facade.disconnect_user, user_pk, code, reason
+        )
+
+    def disconnect_session(
+        self, session_key: str, code: int = 4003, reason: str = ""
+    ) -> SendResult:
+        """Blocking `Channels.disconnect_session`."""
+        return _run(
+            "disconnect_session",
+            self._facade.disconnect_session,
+            session_key,
+            code,
+            reason,
+        )
+
     def register_session(self, session_id: str, sender: "TextSender") -> None:
         """Blocking `Channels.register_session`."""
         _run("register_session", self._facade.register_session, session_id, sender)
