@@ -4,8 +4,6 @@ layers refuse it; and a 1,000-member group spread over two processes on Redis.""
 
 import asyncio
 import multiprocessing
-import os
-import signal
 
 import pytest
 from channels.layers import InMemoryChannelLayer as StockMemoryLayer
@@ -13,6 +11,7 @@ from channels.layers import InMemoryChannelLayer as StockMemoryLayer
 from aether_compat import Channels, SendResult
 from aether_compat.layers import RedisChannelLayer
 from tests.support.layers import REDIS_URL
+from tests.support.processes import pipe_recv, stop_and_clean
 from tests.support.redis_truth import prefix as fresh_prefix
 
 
@@ -118,18 +117,7 @@ async def other_process():
     try:
         yield prefix, parent, await pipe_recv(parent, within=30)
     finally:
-        if process.is_alive():
-            os.kill(process.pid, signal.SIGKILL)
-        process.join(10)
-        cleanup = RedisChannelLayer(hosts=[REDIS_URL], prefix=prefix)
-        await cleanup.flush()
-        await cleanup.close()
-
-
-async def pipe_recv(conn, within=10.0):
-    if not await asyncio.to_thread(conn.poll, within):
-        raise TimeoutError(f"nothing from the other process within {within} s")
-    return conn.recv()
+        await stop_and_clean(process, prefix)
 
 
 @pytest.mark.redis

@@ -14,6 +14,7 @@ from aether_compat import ChannelFull, SendResult
 from aether_compat.errors import MemberUnreachable
 from aether_compat.layers import RedisChannelLayer
 from tests.support.layers import REDIS_URL
+from tests.support.processes import pipe_recv, stop_and_clean
 
 pytestmark = pytest.mark.redis
 
@@ -51,21 +52,10 @@ async def other_process():
     process = context.Process(target=run_member_process, args=(prefix, child, 10))
     process.start()
     try:
-        channels = await recv(parent, within=20)
+        channels = await pipe_recv(parent, within=20)
         yield prefix, process, parent, channels
     finally:
-        if process.is_alive():
-            os.kill(process.pid, signal.SIGKILL)
-        process.join(10)
-        cleanup = RedisChannelLayer(hosts=[REDIS_URL], prefix=prefix)
-        await cleanup.flush()
-        await cleanup.close()
-
-
-async def recv(conn, within=5.0):
-    if not await asyncio.to_thread(conn.poll, within):
-        raise TimeoutError(f"nothing from the other process within {within} s")
-    return conn.recv()
+        await stop_and_clean(process, prefix)
 
 
 async def test_group_spanning_two_processes_counts_every_member(other_process):
@@ -92,7 +82,7 @@ async def test_group_spanning_two_processes_counts_every_member(other_process):
         for channel in mine:
             async with asyncio.timeout(3):
                 assert await layer.receive(channel) == {"type": "chat", "text": "hi"}
-        reports = {(await recv(pipe))[0] for _ in range(2)}
+        reports = {(await pipe_recv(pipe))[0] for _ in range(2)}
         assert reports == set(theirs[:2])
     finally:
         await layer.close()
