@@ -76,14 +76,9 @@ class SocketDelivery(AsyncWebsocketConsumer):
         if self.state == CLOSED:
             logger.debug("not sent to %s: its WebSocket is closed", self.channel_name)
             return
-        if text_data is not None:
-            message = {"type": "websocket.send", "text": text_data}
-            size = utf8_size(text_data)
-        elif bytes_data is not None:
-            message = {"type": "websocket.send", "bytes": bytes_data}
-            size = len(bytes_data)
-        else:
+        if text_data is None and bytes_data is None:
             raise ValueError("You must pass one of bytes_data or text_data")
+        message, size = _frame(text_data, bytes_data)
         try:
             self._buffer.write(message, size)
         except Exception as exc:  # the server's send: the client went away just now
@@ -142,13 +137,7 @@ class SocketDelivery(AsyncWebsocketConsumer):
         """Give one frame to the server without waiting on the client: written now,
         or queued behind a blocked write; refused (`MemberUnreachable`) when the
         client has `outbound_limit_bytes` waiting already."""
-        message: dict[str, Any]
-        if text is not None:
-            message = {"type": "websocket.send", "text": text}
-            size = utf8_size(text)
-        else:
-            message = {"type": "websocket.send", "bytes": bytes_}
-            size = len(bytes_ or b"")
+        message, size = _frame(text, bytes_)
         backlog = self.outbound.admit(size)
         if backlog is not None:
             raise self._not_reading(backlog)
@@ -222,3 +211,11 @@ class SocketDelivery(AsyncWebsocketConsumer):
     async def _detach_channel(self) -> None:
         if self._session:
             await self.channel_layer.unregister_session(self.channel_name)
+
+
+def _frame(text: str | None, data: bytes | None) -> tuple[dict[str, Any], int]:
+    """The ASGI `websocket.send` message for text (else bytes), and its size on
+    the wire, which the outbound limit counts."""
+    if text is not None:
+        return {"type": "websocket.send", "text": text}, utf8_size(text)
+    return {"type": "websocket.send", "bytes": data}, len(data or b"")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import async_to_sync
 
+from .limits import CLOSE_REVOKED
 from .messages import ChannelMessage
 from .results import SendResult
 
@@ -51,12 +52,14 @@ class SyncChannels:
         """Blocking `Channels.send`: `True` when queued or taken by its sender."""
         return _run("send", self._facade.send, session_id, message)
 
-    def disconnect(self, session_id: str, code: int = 4003, reason: str = "") -> bool:
+    def disconnect(
+        self, session_id: str, code: int = CLOSE_REVOKED, reason: str = ""
+    ) -> bool:
         """Blocking `Channels.disconnect`."""
         return _run("disconnect", self._facade.disconnect, session_id, code, reason)
 
     def disconnect_user(
-        self, user_pk: Any, code: int = 4003, reason: str = ""
+        self, user_pk: Any, code: int = CLOSE_REVOKED, reason: str = ""
     ) -> SendResult:
         """Blocking `Channels.disconnect_user`."""
         return _run(
@@ -64,7 +67,7 @@ class SyncChannels:
         )
 
     def disconnect_session(
-        self, session_key: str, code: int = 4003, reason: str = ""
+        self, session_key: str, code: int = CLOSE_REVOKED, reason: str = ""
     ) -> SendResult:
         """Blocking `Channels.disconnect_session`."""
         return _run(
