@@ -213,7 +213,9 @@ async def test_joins_and_leaves_while_threads_broadcast(make_layer):
         await layer.group_members("busy")
         await layer.group_add("busy", channel)
         rounds += 1
-        await asyncio.sleep(0)  # let the workers' hand-overs in
+        # Wait on the workers a moment between rounds: a loop that never blocks
+        # starves the worker threads of the GIL.
+        await asyncio.wait(workers, timeout=0.002)
     sent = sum(await asyncio.gather(*workers))
     assert sent > 0
     received = 0
