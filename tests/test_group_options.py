@@ -82,3 +82,15 @@ def test_a_setting_of_the_wrong_shape_is_refused(settings):
 def test_options_of_a_pattern_must_be_a_dict():
     with pytest.raises(TypeError, match=r"group_options\['room:\*'\] must be a dict"):
         GroupOptionTable({"room:*": 100})
+
+
+@pytest.mark.parametrize("layer_path", ["InMemoryChannelLayer", "RedisChannelLayer"])
+def test_both_layers_take_group_options(layer_path: str) -> None:
+    from aether_compat import layers
+
+    layer_class = getattr(layers, layer_path)
+    layer = layer_class(group_options={"room:*": {"history_size": 5, "history_ttl": 9}})
+    assert layer.group_options.for_group("room:a").history_size == 5
+    assert not layer.group_options.for_group("lobby").keeps_history
+    with pytest.raises(TypeError, match="unknown key"):
+        layer_class(group_options={"room:*": {"histroy_size": 5}})

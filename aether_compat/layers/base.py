@@ -10,6 +10,7 @@ from channels.layers import BaseChannelLayer
 from ..names import check_channel_name, check_group_name
 from ..sessions import Sender, SessionTable
 from . import codec
+from .group_options import GroupOptionTable
 
 
 class AetherLayer(BaseChannelLayer):
@@ -25,6 +26,7 @@ class AetherLayer(BaseChannelLayer):
         capacity: int = 100,
         channel_capacity: Mapping[str | Pattern[str], int] | None = None,
         delivery_timeout: float = 2.0,
+        group_options: Mapping[str | Pattern[str], Mapping[str, Any]] | None = None,
     ) -> None:
         _require_positive("expiry", expiry)
         _require_positive("delivery_timeout", delivery_timeout)
@@ -36,6 +38,9 @@ class AetherLayer(BaseChannelLayer):
             _require_positive(f"channel_capacity[{pattern!r}]", value, integer=True)
         self.channel_capacity = self.compile_capacities(channel_capacity or {})
         self.sessions = SessionTable(codec.decode, delivery_timeout)
+        self.group_options = GroupOptionTable(group_options)
+        """What each group opted in to (history, presence events): see
+        group_options.py."""
 
     # Names: Channels' rules, checked whole-string; groups may also hold ':'.
 

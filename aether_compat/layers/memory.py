@@ -54,9 +54,15 @@ class InMemoryChannelLayer(AetherLayer):
         capacity: int = 100,
         channel_capacity: dict[Any, int] | None = None,
         delivery_timeout: float = 2.0,
+        group_options: dict[Any, dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(
-            expiry, group_expiry, capacity, channel_capacity, delivery_timeout
+            expiry,
+            group_expiry,
+            capacity,
+            channel_capacity,
+            delivery_timeout,
+            group_options,
         )
         # Hot paths call acquire()/release() themselves: `with` costs twice as much.
         self._lock = threading.Lock()

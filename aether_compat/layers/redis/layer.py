@@ -50,11 +50,17 @@ class RedisChannelLayer(AetherLayer):
         serializer_format: str = "msgpack",
         presence_timeout: float = 10,
         delivery_timeout: float = 2.0,
+        group_options: Mapping[str | Pattern[str], Mapping[str, Any]] | None = None,
         on_disconnect: Any = None,
         on_reconnect: Any = None,
     ) -> None:
         super().__init__(
-            expiry, group_expiry, capacity, channel_capacity, delivery_timeout
+            expiry,
+            group_expiry,
+            capacity,
+            channel_capacity,
+            delivery_timeout,
+            group_options,
         )
         check_settings(
             prefix, serializer_format, random_prefix_length, presence_timeout
