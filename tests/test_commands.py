@@ -106,8 +106,8 @@ def test_group_members_json_for_scripts(make_layer):
 
 @pytest.mark.redis
 def test_unreachable_redis_is_a_one_line_error_and_a_failure():
-    """Redis down: broadcast reports the failure and exits non-zero; group_members
-    says so in one line instead of a traceback."""
+    """Redis down: broadcast reports the failure and exits non-zero; both commands
+    say what failed in one line instead of a traceback."""
     from aether_compat.layers import RedisChannelLayer
     from testing_support.redis_process import free_port
 
@@ -115,10 +115,12 @@ def test_unreachable_redis_is_a_one_line_error_and_a_failure():
     Channels.configure(down)
     out, _, failure = run_failing("broadcast", "room:down", "hi")
     assert "sent=0 failed=1" in out
-    assert "did not get the message" in str(failure)
+    assert str(failure).startswith("cannot broadcast to 'room:down': Redis at ")
     _, _, failure = run_failing("group_members", "room:down")
-    assert str(failure).startswith("cannot list 'room:down': ")
+    assert str(failure).startswith("cannot list 'room:down': Redis at ")
     assert "\n" not in str(failure)
+    out, _, _ = run_failing("group_members", "room:down", "--json")
+    assert json.loads(out)["error"].startswith("Redis at ")
 
 
 def test_broadcast_binary_sends_the_files_bytes(make_layer, tmp_path):
@@ -221,6 +223,41 @@ def test_subprocess_bad_name_exits_non_zero_with_the_rule(command):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.redis
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        pytest.param(
+            ("broadcast", "room:lobby", "hi"), "cannot broadcast to", id="broadcast"
+        ),
+        pytest.param(
+            ("broadcast", "room:lobby", "hi", "--json"),
+            "cannot broadcast to",
+            id="broadcast-json",
+        ),
+        pytest.param(("group_members", "room:lobby"), "cannot list", id="members"),
+        pytest.param(
+            ("group_members", "room:lobby", "--json"), "cannot list", id="members-json"
+        ),
+    ],
+)
+def test_subprocess_with_redis_down_exits_1_with_one_line(args, error):
+    """A layer pointed at a closed port: exit status 1 and exactly one line on
+    stderr naming the Redis that failed (no traceback, no log lines)."""
+    from testing_support.redis_process import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    done = manage(*args, env={"AETHER_REDIS_URL": url})
+    assert done.returncode == 1, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"CommandError: {error} 'room:lobby': Redis at "), line
+    assert f"127.0.0.1:{url.split(':')[2]}" in line
+    if "--json" in args:
+        report = json.loads(done.stdout)
+        assert report["group"] == "room:lobby"
+        assert report.get("failed", 1) == 1
+
+
 async def manage_async(*args, env):
     return await asyncio.to_thread(manage, *args, env=env)
 
@@ -246,3 +283,38 @@ async def test_subprocess_reaches_members_of_another_process_over_redis(make_lay
         assert (await receive(layer, member))["text"] == "hi"
     done = await manage_async("group_members", "room:lobby", env=env)
     assert done.stdout.splitlines() == [*sorted(members), "2 members in 'room:lobby'"]
+
+
+@pytest.mark.parametrize("backend", ["redis"], indirect=True)
+async def test_subprocess_partial_failure_exit_codes(make_layer):
+    """One member of two is full: exit status 1 with the count, 0 with
+    --allow-partial, and --json names the full member."""
+    prefix = f"test-cmd-{uuid.uuid4().hex[:8]}"
+    layer = make_layer(prefix=prefix)
+    reader, full = [await layer.new_channel() for _ in range(2)]
+    for member in (reader, full):
+        await layer.group_add("room:part", member)
+    for number in range(100):  # the default capacity
+        await layer.send(full, {"type": "filler", "n": number})
+    env = {
+        "DJANGO_SETTINGS_MODULE": "tests.settings_facade_redis",
+        "AETHER_TEST_REDIS_URL": REDIS_URL,
+        "AETHER_TEST_LAYER_PREFIX": prefix,
+    }
+    done = await manage_async("broadcast", "room:part", "hi", env=env)
+    assert done.returncode == 1
+    assert done.stdout.splitlines()[0] == "Broadcast to 'room:part': sent=1 failed=1"
+    assert done.stderr.splitlines() == [
+        "CommandError: 1 of 2 members of 'room:part' did not get the message"
+    ]
+    done = await manage_async(
+        "broadcast", "room:part", "hi", "--allow-partial", env=env
+    )
+    assert done.returncode == 0, done.stderr
+    done = await manage_async("broadcast", "room:part", "hi", "--json", env=env)
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    assert (report["sent"], report["failed"]) == (1, 1)
+    assert [(e["type"], e["channel"]) for e in report["errors"]] == [
+        ("ChannelFull", full)
+    ]

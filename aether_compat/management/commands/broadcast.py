@@ -2,7 +2,8 @@
 
 It exits non-zero when any member failed (scripts and cron jobs notice), unless
 `--allow-partial` accepts a delivery that reached some members; `--json` prints one
-object for scripts instead of the text report."""
+object for scripts instead of the text report. When the layer itself failed (Redis
+down), the error says so in one line."""
 
 import json
 import sys
@@ -15,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from ...facade import Channels
 from ...layers import is_aether_layer
 from ...results import SendResult
-from .. import reach_note
+from .. import layer_failure, quiet_layer_logs, reach_note
 
 
 class Command(BaseCommand):
@@ -46,27 +47,25 @@ class Command(BaseCommand):
         group, text, path = options["group"], options["message"], options["binary"]
         if (text is None) == (path is None):
             raise CommandError("give either MESSAGE or --binary FILE (exactly one)")
-        try:
-            target = Channels.sync.group(group)
-            layer = Channels.layer
-            self._warn_about_reach(layer)
-            if path is None:
-                result = target.broadcast(text, sender=options["sender"])
-            else:
-                data = _read_bytes(path)
-                result = target.broadcast_binary(data, sender=options["sender"])
-        except (TypeError, ImproperlyConfigured, OSError) as exc:
-            raise CommandError(str(exc)) from exc
+        with quiet_layer_logs(options["verbosity"]):
+            result = self._send(group, text, path, options["sender"])
         if options["json"]:
             self.stdout.write(json.dumps(_as_json(group, result)))
         else:
-            self._report(group, result, counted=is_aether_layer(layer))
-        partial_is_fine = options["allow_partial"] and result.sent_count > 0
-        if result.failed_count and not partial_is_fine:
-            raise CommandError(
-                f"{result.failed_count} of {result.sent_count + result.failed_count} "
-                f"members of {group!r} did not get the message"
-            )
+            self._report(group, result, counted=is_aether_layer(Channels.layer))
+        _fail_unless_delivered(group, result, options["allow_partial"])
+
+    def _send(
+        self, group: str, text: str | None, path: str | None, sender: str | None
+    ) -> SendResult:
+        try:
+            target = Channels.sync.group(group)
+            self._warn_about_reach(Channels.layer)
+            if path is None:
+                return target.broadcast(text, sender=sender)
+            return target.broadcast_binary(_read_bytes(path), sender=sender)
+        except (TypeError, ImproperlyConfigured, OSError) as exc:
+            raise CommandError(str(exc)) from exc
 
     def _warn_about_reach(self, layer: Any) -> None:
         note = reach_note(layer)
@@ -85,6 +84,20 @@ class Command(BaseCommand):
                 "Note: this layer does not count deliveries (its group_send returns "
                 "None), so sent=0 means 'not counted', not 'nobody'."
             )
+
+
+def _fail_unless_delivered(group: str, result: SendResult, allow_partial: bool) -> None:
+    """A CommandError (exit status 1) unless everyone got it, or some did and
+    `allow_partial` accepts that."""
+    if not result.failed_count or (allow_partial and result.sent_count > 0):
+        return
+    down = layer_failure(group, list(result.errors))
+    if down is not None:
+        raise CommandError(f"cannot broadcast to {group!r}: {down}")
+    raise CommandError(
+        f"{result.failed_count} of {result.sent_count + result.failed_count} "
+        f"members of {group!r} did not get the message"
+    )
 
 
 def _as_json(group: str, result: SendResult) -> dict[str, Any]:

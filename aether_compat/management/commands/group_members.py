@@ -1,6 +1,6 @@
 """`manage.py group_members GROUP`: list the channels in a group, then their count
 (or, with `--json`, one object for scripts). An unreachable layer is a one-line
-error and a non-zero exit."""
+error and a non-zero exit (with `--json`, also an object with its `error`)."""
 
 import json
 from typing import Any
@@ -8,9 +8,9 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...errors import AetherError
+from ...errors import AetherError, MemberUnreachable
 from ...facade import Channels
-from .. import reach_note
+from .. import quiet_layer_logs, reach_note
 
 
 class Command(BaseCommand):
@@ -29,11 +29,15 @@ class Command(BaseCommand):
             note = reach_note(Channels.layer)
             if note:
                 self.stderr.write(self.style.WARNING(note))
-            members = Channels.sync.group_members(group)
+            with quiet_layer_logs(options["verbosity"]):
+                members = Channels.sync.group_members(group)
         except (TypeError, ImproperlyConfigured, NotImplementedError) as exc:
             raise CommandError(str(exc)) from exc
         except (AetherError, ConnectionError, OSError) as exc:
-            raise CommandError(f"cannot list {group!r}: {exc}") from exc
+            why = exc.reason if isinstance(exc, MemberUnreachable) else str(exc)
+            if options["json"]:
+                self.stdout.write(json.dumps({"group": group, "error": why}))
+            raise CommandError(f"cannot list {group!r}: {why}") from exc
         if options["json"]:
             self.stdout.write(json.dumps({"group": group, "members": sorted(members)}))
             return
