@@ -13,6 +13,8 @@ from pathlib import Path
 
 import redis
 
+from testing_support.binaries import require
+
 STARTUP_SECONDS = 10.0
 
 
@@ -54,13 +56,15 @@ class RedisProcess:
         return redis.Redis(port=self.port, socket_timeout=2)
 
     def start(self) -> "RedisProcess":
+        program = require("redis-sentinel" if self.sentinel else "redis-server")
         self.dir = Path(tempfile.mkdtemp(prefix="aether-redis-"))
         if self.sentinel:
             config = self.dir / "sentinel.conf"
             config.write_text("\n".join(self.args) + "\n")
-            command = ["redis-sentinel", str(config), "--port", str(self.port)]
+            command = [program, str(config), "--port", str(self.port)]
         else:
-            command = ["redis-server", "--save", "", "--appendonly", "no", *self.args]
+            command = [program, "--save", ""]
+            command += ["--appendonly", "no", *self.args]
             command += ["--port", str(self.port)]
         command += ["--bind", "127.0.0.1", "--dir", str(self.dir)]
         self.process = subprocess.Popen(

@@ -7,6 +7,7 @@ import pytest
 
 from aether_compat import Channels
 from tests.support.layers import BACKENDS, build_layer
+from tests.support.missing_binaries import pytest_runtest_makereport  # noqa: F401
 
 
 @pytest.fixture(params=BACKENDS)

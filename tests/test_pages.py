@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+from testing_support.binaries import require
 from testing_support.daphne import DaphneServer
 from tests.support.servers import PASSWORD, daphne_server, prepare_database
 
@@ -41,6 +42,7 @@ def server():
 
 @pytest.fixture(scope="module")
 def browser():
+    require(CHROMIUM)  # one line saying what to install, not Playwright's traceback
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=CHROMIUM, args=CHROMIUM_ARGS

@@ -7,6 +7,7 @@ import socket
 import subprocess
 from collections.abc import Iterator
 
+from testing_support.binaries import require
 from testing_support.redis_process import STARTUP_SECONDS, RedisProcess, wait_until
 
 
@@ -40,6 +41,7 @@ def redis_server(*args: str) -> Iterator[RedisProcess]:
 @contextlib.contextmanager
 def sentinel_setup(master_name: str = "aether") -> Iterator[dict]:
     """A master, one replica and one sentinel watching them (quick failover)."""
+    require("redis-sentinel")  # before starting anything
     master = RedisProcess().start()
     replica = RedisProcess("--replicaof", "127.0.0.1", str(master.port)).start()
     sentinel = RedisProcess(
