@@ -15,6 +15,27 @@ def is_room_name(name: str) -> bool:
     return _ROOM_NAME.fullmatch(name) is not None
 
 
+def check_room_name(name: str) -> str | None:
+    """Why `name` is not a room name, in words a visitor can act on; None when it
+    is one. The page shows this instead of sending them to another room."""
+    if is_room_name(name):
+        return None
+    if not name:
+        return "Give the room a name."
+    if len(name) > ROOM_NAME_MAX_LENGTH:
+        return (
+            f"A room name has at most {ROOM_NAME_MAX_LENGTH} characters; this one "
+            f"has {len(name)}."
+        )
+    if any(char.isspace() for char in name):
+        return "A room name has no spaces: join words with - or _ (design-review)."
+    bad = next(char for char in name if not _ROOM_NAME.fullmatch(char))
+    return (
+        f"A room name uses only the letters A-Z and a-z, digits, - and _; "
+        f"{bad!r} is not one of them."
+    )
+
+
 def room_group(name: str) -> str:
     """The channel-layer group of room `name`."""
     return f"room:{name}"

@@ -8,6 +8,8 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("chat/", views.chat_index, name="chat_index"),
     path("chat/<room:room>/", views.chat_room, name="chat_room"),
+    # Any other name under chat/ is explained, not a bare 404.
+    path("chat/<path:room>/", views.bad_room_name, name="bad_room_name"),
     path("notifications/", views.notifications, name="notifications"),
     path("notifications/send/", views.notify, name="notify"),
     path("dashboard/", views.dashboard, name="dashboard"),

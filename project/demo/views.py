@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 from aether_compat import ChannelMessage, Channels
 
 from .models import Room
-from .rooms import ROOM_NAME_PATTERN, is_room_name, room_group
+from .rooms import ROOM_NAME_PATTERN, check_room_name, room_group
 from .stats import stats
 
 MAX_NOTIFICATION = 2000
@@ -26,9 +26,22 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 def chat_index(request: HttpRequest) -> HttpResponse:
-    """`/chat/?room=name` opens that room; anything else opens the lobby."""
+    """`/chat/?room=name` opens that room, no name opens the lobby, and a name that
+    cannot be a room's is explained."""
     room = request.GET.get("room", "").strip()
-    return redirect("chat_room", room=room if is_room_name(room) else "lobby")
+    if not room:
+        return redirect("chat_room", room="lobby")
+    if check_room_name(room):
+        return bad_room_name(request, room)
+    return redirect("chat_room", room=room)
+
+
+def bad_room_name(request: HttpRequest, room: str) -> HttpResponse:
+    """Says why `room` is not a room name (from `/chat/?room=` or a typed URL),
+    with the form to try another; nothing is created."""
+    problem = check_room_name(room) or "That is not a room name."
+    context = {"name": room, "problem": problem, "room_pattern": ROOM_NAME_PATTERN}
+    return render(request, "demo/room_name.html", context, status=400)
 
 
 def chat_room(request: HttpRequest, room: str) -> HttpResponse:
