@@ -24,14 +24,21 @@ async def known_groups() -> list[str]:
     return [STAFF_GROUP, *rooms, *personal]
 
 
+async def listed_groups() -> list[dict[str, object]]:
+    """The known groups that have members now, with their counts: a user who is
+    not connected has an empty `user:N` group, which the page does not list."""
+    groups = []
+    for name in await known_groups():
+        members = len(await Channels.group_members(name))
+        if members:
+            groups.append({"group": name, "members": members})
+    return groups
+
+
 async def snapshot() -> dict[str, object]:
     """Everything the page draws; `at` (Unix ms) is when counting began."""
     at = now_ms()
-    groups = []
-    for name in await known_groups():
-        groups.append(
-            {"group": name, "members": len(await Channels.group_members(name))}
-        )
+    groups = await listed_groups()
     series = stats.series()
     recent = series[-RATE_SECONDS - 1 : -1]  # whole seconds only
     return {

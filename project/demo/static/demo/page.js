@@ -63,3 +63,12 @@ export function unwrap(frame) {
     timestamp: Date.now(),
   };
 }
+
+/** A system line for a message that is not chat: a plain-text broadcast (such as
+ * `manage.py broadcast room:lobby "text"`) or a ChannelMessage type the page does not
+ * draw otherwise, so that nothing sent to the room goes unseen. */
+export function systemLine(message) {
+  const text = message.type === "text" ? message.payload : message.type + ": " + message.payload;
+  const from = message.sender ? message.sender + ": " : "";
+  return el("p", { class: "notice system", "data-type": message.type }, from + text);
+}
