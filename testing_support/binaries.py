@@ -1,5 +1,5 @@
 """The programs the tests and benchmarks start (redis-server, redis-sentinel,
-Chromium) are Debian packages, not Python ones: a missing one is one line that
+Chromium, Node) are Debian packages, not Python ones: a missing one is one line that
 says what to install, not a traceback from deep inside subprocess or Playwright."""
 
 import shutil
@@ -8,6 +8,7 @@ DEBIAN_PACKAGES = {
     "redis-server": "redis-server",
     "redis-sentinel": "redis-sentinel",
     "/usr/bin/chromium": "chromium",
+    "node": "nodejs",
 }
 
 

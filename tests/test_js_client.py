@@ -3,17 +3,17 @@ runner, so that CI runs them with the Python suite. Node is a test dependency li
 Chromium: without it this fails, it never skips."""
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
+
+from testing_support.binaries import require
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_node_runs_the_client_tests_and_all_pass():
     """`node --test tests/js/` exits 0; its report is shown when it does not."""
-    node = shutil.which("node")
-    assert node, "node (20 or newer) is needed for the browser client's tests"
+    node = require("node")  # 20 or newer
     run = subprocess.run(
         [node, "--test", "tests/js/"],
         cwd=ROOT,

@@ -63,6 +63,7 @@ def test_the_ci_script_runs_the_readmes_test_command(commands):
     assert install.startswith("pip install -r requirements-dev.txt"), install
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(STARTUP_SECONDS + 60)
 def test_command_1_installs_and_starts_the_demo(commands, fresh_env, tmp_path):
     first = commands[0]
@@ -87,6 +88,7 @@ def test_command_1_installs_and_starts_the_demo(commands, fresh_env, tmp_path):
         stop_group(server)
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(STARTUP_SECONDS + 60)
 def test_command_2_installs_and_collects_the_tests(commands, fresh_env):
     second = commands[1]
