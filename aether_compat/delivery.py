@@ -15,6 +15,7 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from . import metrics
 from .errors import ChannelFull, InvalidMessage, MemberUnreachable
 from .layers import is_aether_layer
 from .limits import CLOSE_SLOW_CONSUMER
@@ -140,8 +141,10 @@ class SocketDelivery(AsyncWebsocketConsumer):
         message, size = _frame(text, bytes_)
         backlog = self.outbound.admit(size)
         if backlog is not None:
+            metrics.socket_refused()
             raise self._not_reading(backlog)
         self._buffer.write(message, size)
+        metrics.socket_frame(size)
 
     def _not_open(self) -> MemberUnreachable:
         return MemberUnreachable(self.channel_name, "its WebSocket is not open")

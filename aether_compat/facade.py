@@ -11,18 +11,26 @@ On aether_compat layers every feature is native. On a stock layer (Channels'
 `None`), `group_members` and `register_session` raise `NotImplementedError`.
 """
 
+import asyncio
+import functools
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from . import deferred, metrics
 from .authority import disconnect_event, session_group, user_group
+from .deferred import Deferred
 from .errors import MemberUnreachable, SessionSendFailed
 from .layers import is_aether_layer
+from .layers.idempotency import DEFAULT_WINDOW, check_key
 from .limits import CLOSE_REVOKED
 from .messages import (
     AETHER_MESSAGE,
@@ -113,18 +121,57 @@ class ChannelsFacade:
             )
         return set(await layer.group_members(group))
 
-    async def send(self, session_id: str, message: str | ChannelMessage) -> bool:
+    async def send(
+        self,
+        session_id: str,
+        message: str | ChannelMessage,
+        *,
+        idempotency_key: str | None = None,
+        on_commit: bool = False,
+        using: str | None = None,
+    ) -> Any:
         """Send to one session; `True` when it was queued on its channel or taken by
         its registered sender, `False` when the channel is full, the sender raised, or
-        the session is unreachable. Only invalid input raises (`TypeError`)."""
-        return await self._send_event(session_id, _text_event(message, None))
+        the session is unreachable. Only invalid input raises (`TypeError`).
+
+        With `idempotency_key` it returns a `SendResult` instead (one sent or one
+        failed, or `duplicate=True` when the key was used for this channel within
+        the window). With `on_commit=True` it returns a `Deferred` of that result,
+        sent once the transaction of database `using` commits."""
+        event = check_send(session_id, message, idempotency_key)
+        if on_commit:
+            return await _defer(
+                lambda: self.send(session_id, message, idempotency_key=idempotency_key),
+                using,
+            )
+        if idempotency_key is None:
+            error = await self._send_event(session_id, event)
+            metrics.send_done(error is None)
+            return error is None
+        return await self._send_once(session_id, event, idempotency_key)
+
+    async def _send_once(self, session_id: str, event: Any, key: str) -> SendResult:
+        layer = self.layer
+        _need_aether_layer(layer, "cannot tell a repeated idempotency key")
+        try:
+            fresh = await layer.claim_once(key, channel=session_id, window=_window())
+        except Exception as exc:
+            metrics.send_done(False)
+            return SendResult(0, 1, (exc,))
+        if not fresh:
+            metrics.send_done(False, duplicate=True)
+            return SendResult(duplicate=True)
+        error = await self._send_event(session_id, event)
+        metrics.send_done(error is None)
+        return SendResult(1) if error is None else SendResult(0, 1, (error,))
 
     async def disconnect(
         self, session_id: str, code: int = CLOSE_REVOKED, reason: str = ""
     ) -> bool:
         """Close one `AetherConsumer` connection (it leaves its groups first), on
         whichever server it is; `True` when the request reached its channel."""
-        return await self._send_event(session_id, disconnect_event(code, reason))
+        event = disconnect_event(code, reason)
+        return await self._send_event(session_id, event) is None
 
     async def disconnect_user(
         self, user_pk: Any, code: int = CLOSE_REVOKED, reason: str = ""
@@ -144,18 +191,22 @@ class ChannelsFacade:
             session_group(session_key), disconnect_event(code, reason)
         )
 
-    async def _send_event(self, session_id: str, event: dict[str, Any]) -> bool:
+    async def _send_event(
+        self, session_id: str, event: dict[str, Any]
+    ) -> Exception | None:
+        """Send one event; the failure's exception, or None when it was taken."""
         check_channel_name(session_id)
         layer = self.layer
+        error: Exception | None = None
         try:
             await layer.send(session_id, event)
         except _EXPECTED_SEND_FAILURES as exc:
             logger.info("Channels.send to %r failed: %s", session_id, exc)
-            return False
-        except Exception:
+            error = exc
+        except Exception as exc:
             logger.warning("Channels.send to %r failed", session_id, exc_info=True)
-            return False
-        return True
+            error = exc
+        return error
 
     async def register_session(self, session_id: str, sender: TextSender) -> None:
         """Deliver the `aether.message` events of channel `session_id` to `sender`,
@@ -186,6 +237,22 @@ class ChannelsFacade:
         event: AetherTextEvent | AetherBytesEvent,
         confirm: bool | float = False,
         exclude: Iterable[str] = (),
+        idempotency_key: str | None = None,
+    ) -> SendResult:
+        started = time.perf_counter()
+        result = await self._group_send_now(
+            group, event, confirm, exclude, idempotency_key
+        )
+        metrics.broadcast_done(result, time.perf_counter() - started, exclude)
+        return result
+
+    async def _group_send_now(
+        self,
+        group: str,
+        event: AetherTextEvent | AetherBytesEvent,
+        confirm: bool | float,
+        exclude: Iterable[str],
+        idempotency_key: str | None,
     ) -> SendResult:
         layer = self.layer
         name = _group_on(layer, group)
@@ -200,7 +267,13 @@ class ChannelsFacade:
                 )
             _need_aether_layer(layer, "cannot leave members out of a broadcast")
             options["exclude"] = tuple(check_channel_name(c) for c in exclude)
+        if idempotency_key is not None:
+            _need_aether_layer(layer, "cannot tell a repeated idempotency key")
         try:
+            if idempotency_key is not None and not await layer.claim_once(
+                idempotency_key, group=name, window=_window()
+            ):
+                return SendResult(duplicate=True)
             result = await layer.group_send(name, event, **options)
         except TypeError:
             raise
@@ -230,14 +303,70 @@ class Group:
         *,
         confirm: bool | float = False,
         exclude: Iterable[str] = (),
-    ) -> SendResult:
+        idempotency_key: str | None = None,
+        on_commit: bool = False,
+        using: str | None = None,
+    ) -> Any:
         """Send text (a `ChannelMessage` goes as its JSON) to every member but the
         channels in `exclude` (neither sent nor failed: e.g. the sender's own
         connection). With `confirm` (True, or a deadline in seconds) a member in
         another process counts as sent only once its process said it handed the
-        message on."""
-        event = _text_event(message, sender, self.name)
-        return await self._facade._group_send(self.name, event, confirm, exclude)
+        message on. A repeated `idempotency_key` within the window sends nothing
+        (`SendResult(duplicate=True)`). `on_commit=True` returns a `Deferred`
+        (sent when the transaction of database `using` commits; see deferred.py)."""
+        event = self.event("broadcast", message, sender)
+        return await self._send(
+            event, confirm, exclude, idempotency_key, on_commit, using
+        )
+
+    def event(self, kind: str, body: Any, sender: str | None) -> dict[str, Any]:
+        """The layer event of a `broadcast` or `broadcast_binary`, checked."""
+        if kind == "broadcast":
+            return dict(_text_event(body, sender, self.name))
+        if not isinstance(body, bytes | bytearray | memoryview):
+            raise TypeError(
+                f"broadcast_binary() takes bytes, got {type(body).__name__}; "
+                "use broadcast() for text"
+            )
+        _check_sender(sender)
+        return dict(bytes_event(bytes(body), sender, self.name))
+
+    def sender(
+        self,
+        event: dict[str, Any],
+        confirm: bool | float,
+        exclude: Iterable[str],
+        idempotency_key: str | None,
+    ) -> Callable[[], Awaitable[SendResult]]:
+        """The broadcast of `event` with these options, checked, not yet run."""
+        if idempotency_key is not None:
+            check_key(idempotency_key)
+        if isinstance(exclude, str):
+            raise TypeError(
+                f"exclude takes channel names, not one string: use [{exclude!r}]"
+            )
+        return functools.partial(
+            self._facade._group_send,
+            self.name,
+            event,  # type: ignore[arg-type]
+            confirm,
+            tuple(exclude),
+            idempotency_key,
+        )
+
+    async def _send(
+        self,
+        event: dict[str, Any],
+        confirm: bool | float,
+        exclude: Iterable[str],
+        idempotency_key: str | None,
+        on_commit: bool,
+        using: str | None,
+    ) -> Any:
+        send = self.sender(event, confirm, exclude, idempotency_key)
+        if on_commit:
+            return await _defer(send, using)
+        return await send()
 
     async def broadcast_binary(
         self,
@@ -246,16 +375,14 @@ class Group:
         *,
         confirm: bool | float = False,
         exclude: Iterable[str] = (),
-    ) -> SendResult:
-        """Send bytes to every member; `confirm` and `exclude` as for `broadcast`."""
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise TypeError(
-                f"broadcast_binary() takes bytes, got {type(data).__name__}; "
-                "use broadcast() for text"
-            )
-        _check_sender(sender)
-        return await self._facade._group_send(
-            self.name, bytes_event(bytes(data), sender, self.name), confirm, exclude
+        idempotency_key: str | None = None,
+        on_commit: bool = False,
+        using: str | None = None,
+    ) -> Any:
+        """Send bytes to every member; the options as for `broadcast`."""
+        event = self.event("broadcast_binary", data, sender)
+        return await self._send(
+            event, confirm, exclude, idempotency_key, on_commit, using
         )
 
     def __eq__(self, other: object) -> bool:
@@ -271,6 +398,28 @@ class Group:
 
 
 Channels = ChannelsFacade()
+
+
+def check_send(
+    session_id: str, message: Any, idempotency_key: str | None
+) -> AetherTextEvent:
+    """The event of `Channels.send`, its arguments checked (TypeError)."""
+    check_channel_name(session_id)
+    if idempotency_key is not None:
+        check_key(idempotency_key)
+    return _text_event(message, None)
+
+
+def _window() -> float:
+    return float(getattr(settings, "AETHER_IDEMPOTENCY_WINDOW", DEFAULT_WINDOW))
+
+
+async def _defer(send: Callable[[], Awaitable[Any]], using: str | None) -> Deferred:
+    """Register `send` for the commit in Django's thread for this loop's ORM work
+    (outside a transaction it runs at once) and count it as deferred."""
+    metrics.deferred()
+    loop = asyncio.get_running_loop()
+    return await sync_to_async(deferred.on_commit)(send, using, loop)
 
 
 def _group_on(layer: Any, group: str) -> str:

@@ -11,11 +11,14 @@ class SendResult:
     `sent_count` members were handed the message (queued within capacity, or passed to
     a registered sender that returned); `failed_count` were not, each with one exception
     in `errors`. Results of several deliveries (shards, processes) add up with `+`.
+    `duplicate` is True when the send carried an idempotency key already used for
+    the same target within the window: nothing was delivered, on purpose.
     """
 
     sent_count: int = 0
     failed_count: int = 0
     errors: tuple[BaseException, ...] = ()
+    duplicate: bool = False
 
     def __add__(self, other: Self) -> Self:
         if not isinstance(other, SendResult):
@@ -24,6 +27,7 @@ class SendResult:
             self.sent_count + other.sent_count,
             self.failed_count + other.failed_count,
             self.errors + other.errors,
+            self.duplicate or other.duplicate,
         )
 
     @property

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
+from . import metrics
 from .errors import ChannelFull, MemberUnreachable, SessionSendFailed
 from .results import SendResult
 from .session_finish import Decode, Finisher, timed_out
@@ -125,9 +126,11 @@ class SessionTable:
                     sent += 1
                 else:
                     errors.append(failure)
-            errors += [
-                timed_out(pending[future].channel, self.timeout) for future in late
-            ]
+            if late:
+                metrics.deadline_missed(len(late))
+                errors += [
+                    timed_out(pending[future].channel, self.timeout) for future in late
+                ]
         return SendResult.of(sent, errors)
 
     def start_many(

@@ -19,6 +19,7 @@ from .messages import ChannelMessage
 from .results import SendResult
 
 if TYPE_CHECKING:
+    from .deferred import Deferred
     from .facade import ChannelsFacade, Group, TextSender
 
 T = TypeVar("T")
@@ -48,9 +49,26 @@ class SyncChannels:
         """Blocking `Channels.group_members`."""
         return _run("group_members", self._facade.group_members, group)
 
-    def send(self, session_id: str, message: str | ChannelMessage) -> bool:
-        """Blocking `Channels.send`: `True` when queued or taken by its sender."""
-        return _run("send", self._facade.send, session_id, message)
+    def send(
+        self,
+        session_id: str,
+        message: str | ChannelMessage,
+        *,
+        idempotency_key: str | None = None,
+        on_commit: bool = False,
+        using: str | None = None,
+    ) -> Any:
+        """Blocking `Channels.send`: `True` when queued or taken by its sender (a
+        `SendResult` with `idempotency_key`; a `Deferred` with `on_commit`)."""
+        send = functools.partial(
+            self._facade.send, session_id, message, idempotency_key=idempotency_key
+        )
+        if on_commit:
+            from .facade import check_send  # the facade imports this module
+
+            check_send(session_id, message, idempotency_key)
+            return _defer(send, using)
+        return _run("send", send)
 
     def disconnect(
         self, session_id: str, code: int = CLOSE_REVOKED, reason: str = ""
@@ -106,9 +124,16 @@ class SyncGroup:
         *,
         confirm: bool | float = False,
         exclude: Iterable[str] = (),
-    ) -> SendResult:
-        """Blocking `Group.broadcast`."""
-        return self._blocking("broadcast", message, sender, confirm, exclude)
+        idempotency_key: str | None = None,
+        on_commit: bool = False,
+        using: str | None = None,
+    ) -> Any:
+        """Blocking `Group.broadcast`; with `on_commit` it returns a `Deferred` at
+        once, registered with the transaction of this thread."""
+        options = {"idempotency_key": idempotency_key}
+        return self._blocking(
+            "broadcast", message, sender, confirm, exclude, options, on_commit, using
+        )
 
     def broadcast_binary(
         self,
@@ -117,9 +142,22 @@ class SyncGroup:
         *,
         confirm: bool | float = False,
         exclude: Iterable[str] = (),
-    ) -> SendResult:
-        """Blocking `Group.broadcast_binary`."""
-        return self._blocking("broadcast_binary", data, sender, confirm, exclude)
+        idempotency_key: str | None = None,
+        on_commit: bool = False,
+        using: str | None = None,
+    ) -> Any:
+        """Blocking `Group.broadcast_binary`; `on_commit` as for `broadcast`."""
+        options = {"idempotency_key": idempotency_key}
+        return self._blocking(
+            "broadcast_binary",
+            data,
+            sender,
+            confirm,
+            exclude,
+            options,
+            on_commit,
+            using,
+        )
 
     def _blocking(
         self,
@@ -128,14 +166,33 @@ class SyncGroup:
         sender: str | None,
         confirm: bool | float,
         exclude: Iterable[str],
-    ) -> SendResult:
-        method = functools.partial(
-            getattr(self._group, name), confirm=confirm, exclude=exclude
-        )
-        return _run(f"group(...).{name}", method, body, sender)
+        options: dict[str, Any],
+        on_commit: bool,
+        using: str | None,
+    ) -> Any:
+        group = self._group
+        event = group.event(name, body, sender)  # a mistake raises here, not later
+        send = group.sender(event, confirm, exclude, options["idempotency_key"])
+        if on_commit:
+            return _defer(send, using)
+        return _run(f"group(...).{name}", send)
 
     def __repr__(self) -> str:
         return f"SyncGroup({self.name!r})"
+
+
+def _defer(send: Callable[[], Awaitable[T]], using: str | None) -> "Deferred[T]":
+    """Register `send` with this thread's transaction of `using`."""
+    from . import metrics
+    from .deferred import on_commit
+
+    _run("on_commit", _nothing)  # the same refusal inside a running loop
+    metrics.deferred()
+    return on_commit(send, using)
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _run(label: str, method: Callable[..., Awaitable[T]], *args: Any) -> T:

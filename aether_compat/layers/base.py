@@ -11,6 +11,7 @@ from ..names import check_channel_name, check_group_name
 from ..sessions import Sender, SessionTable
 from . import codec
 from .group_options import GroupOptionTable
+from .idempotency import DEFAULT_WINDOW, LocalClaims, check_key
 
 
 class AetherLayer(BaseChannelLayer):
@@ -41,6 +42,7 @@ class AetherLayer(BaseChannelLayer):
         self.group_options = GroupOptionTable(group_options)
         """What each group opted in to (history, presence events): see
         group_options.py."""
+        self._claims = LocalClaims()
 
     # Names: Channels' rules, checked whole-string; groups may also hold ':'.
 
@@ -70,6 +72,25 @@ class AetherLayer(BaseChannelLayer):
 
     async def group_members(self, group: str) -> set[str]:
         raise NotImplementedError
+
+    async def group_names(self) -> list[str]:
+        """Every group with members now (for operators' pages; not a hot path)."""
+        raise NotImplementedError
+
+    async def claim_once(
+        self,
+        key: str,
+        *,
+        group: str | None = None,
+        channel: str | None = None,
+        window: float = DEFAULT_WINDOW,
+    ) -> bool:
+        """Claim an idempotency key for a group or a channel: True the first time
+        within `window` seconds (send it), False for a repeat (a duplicate). Here
+        the claims live in this process; the Redis layer keeps them in Redis."""
+        check_key(key)
+        target = f"g:{group}" if group is not None else f"c:{channel}"
+        return self._claims.claim(target, key, window)
 
     def excluded(self, exclude: Iterable[str]) -> frozenset[str]:
         """The channel names a broadcast leaves out, checked: an excluded member is

@@ -255,6 +255,16 @@ class InMemoryChannelLayer(AetherLayer):
             if joined >= oldest or name in self.sessions
         }
 
+    async def group_names(self) -> list[str]:
+        """Every group with members now (operators' pages)."""
+        with self._lock:
+            return sorted(self._groups)
+
+    def membership_count(self) -> int:
+        """Memberships in this process now (metrics read it at scrape time)."""
+        with self._lock:
+            return sum(len(members) for members in self._groups.values())
+
     # Flush and close
 
     async def flush(self) -> None:

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from .config import Client, Host, place
+from .keys import group_scan_pattern
 from .scripts import Script
 from .util import REDIS_FAILURES
 
@@ -105,6 +106,17 @@ class Connections:
                     await _unlink(client, batch)
                     batch = []
             await _unlink(client, batch)
+
+    async def group_names(self, prefix: str) -> list[str]:
+        """The groups whose group key exists on any host (SCAN, never KEYS)."""
+        pattern = group_scan_pattern(prefix)
+        start = len(prefix) + 4  # "<prefix>:{g."
+        names: set[str] = set()
+        for client, _ in self._for_loop():
+            async for key in client.scan_iter(match=pattern, count=1000):
+                text = key.decode() if isinstance(key, bytes) else key
+                names.add(text[start:-3])  # drop "}:p"
+        return sorted(names)
 
     async def close_current(self) -> None:
         """Close this loop's clients; the next call opens new ones."""

@@ -77,6 +77,11 @@ def scan_pattern(prefix: str) -> str:
     return re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + ":{*"
 
 
+def group_scan_pattern(prefix: str) -> str:
+    """A SCAN MATCH pattern for the group keys (`group_key`) of this prefix."""
+    return scan_pattern(prefix)[:-1] + "g.*}:p"
+
+
 def encode_item(deadline_ms: int, tokens: str, payload: bytes) -> bytes:
     return b"%d\n%s\n%s" % (deadline_ms, tokens.encode(), payload)
 

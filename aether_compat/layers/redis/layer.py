@@ -19,11 +19,13 @@ from ...results import SendResult
 from ...sessions import SessionTable
 from .. import codec
 from ..base import AetherLayer
+from ..idempotency import DEFAULT_WINDOW, check_key
 from .beat import Beat
 from .config import HostSpec, Rules, Seal, check_settings, parse_hosts
 from .confirm import Request
 from .connections import Connections, script
 from .groups import GONE, Groups, skip_entries
+from .idempotency import claim
 from .inbox import Inbox, format_acks
 from .keys import Route, box_base, route, scan_pattern
 from .lifecycle import Readers, track
@@ -281,6 +283,39 @@ class RedisChannelLayer(AetherLayer):
         `MemberUnreachable` (naming the group) when Redis does not answer."""
         self.require_valid_group_name(group)
         return await self._groups.members(group)
+
+    async def group_names(self) -> list[str]:
+        """Every group with members in Redis now (SCAN over the group keys, never
+        KEYS; members of dead processes may still name a group for a moment)."""
+        return await self._connections.group_names(self.prefix)
+
+    def membership_count(self) -> int:
+        """Memberships this instance made (its channels and plain ones it added)."""
+        presence = self._presence
+        with presence.lock:
+            tables = (presence.memberships, presence.plain)
+            return sum(len(m) for table in tables for m in table.values())
+
+    async def claim_once(
+        self,
+        key: str,
+        *,
+        group: str | None = None,
+        channel: str | None = None,
+        window: float = DEFAULT_WINDOW,
+    ) -> bool:
+        """Claim an idempotency key in Redis for every process (see
+        idempotency.py): True to send, False for a duplicate."""
+        check_key(key)
+        return await claim(
+            self._connections,
+            self.stats,
+            self.prefix,
+            key,
+            window,
+            group=group,
+            channel=channel,
+        )
 
     # flush and close
 
