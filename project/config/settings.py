@@ -127,6 +127,8 @@ AETHER_ALLOW_ANONYMOUS_ROOMS = (
     os.environ.get("AETHER_ALLOW_ANONYMOUS_ROOMS", "1") == "1"
 )
 AETHER_WEBSOCKET_LIMITS = json.loads(os.environ.get("AETHER_WEBSOCKET_LIMITS", "{}"))
+# Prometheus scrapes /metrics with this bearer token (staff users may read it too).
+AETHER_METRICS_TOKEN = os.environ.get("AETHER_METRICS_TOKEN") or None
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,87 @@
+"""The live admin page in headless Chromium against a real daphne: a staff user
+watches a room's members come and go, disconnects one, and that person's chat
+page shows it was closed (4003). Non-staff users never see the page."""
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from tests.support.servers import Browser, daphne_server
+from tests.test_pages import CHROMIUM, CHROMIUM_ARGS, login, shot
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+WAIT_MS = 10000
+
+
+@pytest.fixture(scope="module")
+def server():
+    with daphne_server() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+def _page(browser, server, username: str) -> Page:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    login(page, server.url, username)
+    return page
+
+
+def _members(admin: Page) -> list[str]:
+    return admin.locator("#members tbody tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.channel)"
+    )
+
+
+def test_staff_sees_members_update_and_disconnects_one(browser, server):
+    admin = _page(browser, server, "staff")
+    alice = _page(browser, server, "alice")
+    bob = _page(browser, server, "bob")
+    try:
+        alice.goto(server.url + "/chat/ops-room/")
+        expect(alice.locator("#status")).to_have_attribute("data-state", "open")
+        admin.goto(server.url + "/admin/aether/?group=room:ops-room")
+        group_row = admin.locator('#groups tr[data-group="room:ops-room"]')
+        expect(group_row.locator("td").nth(1)).to_have_text("1")
+        expect(admin.locator("#members tbody tr")).to_have_count(1)
+        (alices,) = _members(admin)
+
+        bob.goto(server.url + "/chat/ops-room/")
+        expect(group_row.locator("td").nth(1)).to_have_text("2")
+        expect(admin.locator("#members tbody tr")).to_have_count(2)
+        expect(admin.locator("#process")).to_contain_text("connections")
+        shot(admin, "admin-live")
+
+        admin.locator(f'#members tr[data-channel="{alices}"] button').click()
+        expect(admin.locator("#notice")).to_have_text(f"Closed {alices}")
+        expect(alice.locator("#messages")).to_contain_text(
+            re.compile(r"Closed by the server \(4003")
+        )
+        expect(admin.locator(f'#members tr[data-channel="{alices}"]')).to_have_count(0)
+        expect(bob.locator("#status")).to_have_attribute("data-state", "open")
+        shot(alice, "admin-live-closed")
+    finally:
+        for page in (admin, alice, bob):
+            page.context.close()
+
+
+def test_the_page_and_its_json_are_staff_only(server):
+    """A user who is not staff is sent to the admin login; so is an anonymous one."""
+    user = Browser(server.url).login("alice")
+    for path in ("/admin/aether/", "/admin/aether/state.json"):
+        assert 'id="login-form"' in user.get(path)
+        assert 'id="login-form"' in Browser(server.url).get(path)
+    staff = Browser(server.url).login("staff")
+    assert '"groups"' in staff.get("/admin/aether/state.json")
