@@ -7,7 +7,8 @@ import re
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.support.servers import Browser, daphne_server
+from tests.support.redis_servers import redis_server
+from tests.support.servers import Browser, daphne_server, prepare_database
 from tests.test_pages import CHROMIUM, CHROMIUM_ARGS, login, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -31,11 +32,11 @@ def browser():
         chromium.close()
 
 
-def _page(browser, server, username: str) -> Page:
+def _page(browser, base_url: str, username: str) -> Page:
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     context.set_default_timeout(WAIT_MS)
     page = context.new_page()
-    login(page, server.url, username)
+    login(page, base_url, username)
     return page
 
 
@@ -46,19 +47,38 @@ def _members(admin: Page) -> list[str]:
 
 
 def test_staff_sees_members_update_and_disconnects_one(browser, server):
-    admin = _page(browser, server, "staff")
-    alice = _page(browser, server, "alice")
-    bob = _page(browser, server, "bob")
+    watch_and_disconnect(browser, server.url, server.url)
+
+
+def test_the_disconnect_reaches_another_server_on_redis(browser, tmp_path):
+    """Two daphne servers on one Redis: the admin page on the first lists the
+    people chatting on the second and closes one of them there."""
+    db_path = tmp_path / "shared.sqlite3"
+    prepare_database(db_path)
+    with (
+        redis_server() as redis,
+        daphne_server(db_path, AETHER_REDIS_URL=redis.url) as first,
+        daphne_server(db_path, AETHER_REDIS_URL=redis.url) as second,
+    ):
+        watch_and_disconnect(browser, first.url, second.url)
+
+
+def watch_and_disconnect(browser, admin_url: str, chat_url: str) -> None:
+    """Staff on `admin_url` watches alice then bob join a room on `chat_url`,
+    disconnects alice, and alice's page shows the close code 4003."""
+    admin = _page(browser, admin_url, "staff")
+    alice = _page(browser, chat_url, "alice")
+    bob = _page(browser, chat_url, "bob")
     try:
-        alice.goto(server.url + "/chat/ops-room/")
+        alice.goto(chat_url + "/chat/ops-room/")
         expect(alice.locator("#status")).to_have_attribute("data-state", "open")
-        admin.goto(server.url + "/admin/aether/?group=room:ops-room")
+        admin.goto(admin_url + "/admin/aether/?group=room:ops-room")
         group_row = admin.locator('#groups tr[data-group="room:ops-room"]')
         expect(group_row.locator("td").nth(1)).to_have_text("1")
         expect(admin.locator("#members tbody tr")).to_have_count(1)
         (alices,) = _members(admin)
 
-        bob.goto(server.url + "/chat/ops-room/")
+        bob.goto(chat_url + "/chat/ops-room/")
         expect(group_row.locator("td").nth(1)).to_have_text("2")
         expect(admin.locator("#members tbody tr")).to_have_count(2)
         expect(admin.locator("#process")).to_contain_text("connections")
