@@ -11,7 +11,7 @@ from dataclasses import fields
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Warning, register
 from django.utils.module_loading import import_string
 
 from .layers.base import AetherLayer
@@ -112,6 +112,64 @@ def _layer(alias: str, entry: Any) -> Iterable[Error]:
             hint="docs/settings.md lists every CONFIG key with its default.",
             id="aether_compat.E004",
         )
+
+
+@register(TAG)
+def check_operations(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
+    """AETHER_METRICS, AETHER_METRICS_TOKEN, AETHER_IDEMPOTENCY_WINDOW."""
+    found: list[Error | Warning] = []
+    metrics = getattr(settings, "AETHER_METRICS", True)
+    if not isinstance(metrics, bool):
+        found.append(
+            Error(
+                f"AETHER_METRICS must be True or False, got {metrics!r}",
+                id="aether_compat.E006",
+            )
+        )
+    elif metrics and hasattr(settings, "AETHER_METRICS") and not _has_prometheus():
+        found.append(
+            Warning(
+                "AETHER_METRICS is True but prometheus_client is not installed: "
+                "no metrics are recorded",
+                hint="pip install 'aether_compat[metrics]', or set "
+                "AETHER_METRICS = False",
+                id="aether_compat.W001",
+            )
+        )
+    token = getattr(settings, "AETHER_METRICS_TOKEN", None)
+    if token is not None and (not isinstance(token, str) or len(token) < 16):
+        found.append(
+            Error(
+                "AETHER_METRICS_TOKEN must be None or a string of at least 16 "
+                f"characters, got {_shown(token)}",
+                hint="Generate one with: python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'",
+                id="aether_compat.E007",
+            )
+        )
+    window = getattr(settings, "AETHER_IDEMPOTENCY_WINDOW", 300)
+    if isinstance(window, bool) or not isinstance(window, int | float) or window <= 0:
+        found.append(
+            Error(
+                "AETHER_IDEMPOTENCY_WINDOW must be a positive number of seconds, "
+                f"got {window!r}",
+                id="aether_compat.E008",
+            )
+        )
+    return found
+
+
+def _has_prometheus() -> bool:
+    from . import metrics
+
+    return metrics.prometheus_client is not None
+
+
+def _shown(token: Any) -> str:
+    """A token is a secret: say what is wrong without printing it."""
+    if isinstance(token, str):
+        return f"{len(token)} characters"
+    return type(token).__name__
 
 
 def _limits_hint() -> str:
