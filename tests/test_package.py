@@ -34,6 +34,7 @@ def test_the_wheel_installs_and_runs_a_project(tmp_path):
     assert "aether_compat/py.typed" in names
     assert "aether_compat/static/aether_compat/aether.js" in names  # browser client
     assert "aether_compat/schema/aether.v1.schema.json" in names
+    assert "aether_compat/templates/aether_compat/admin_live.html" in names
     assert any(name.endswith("/LICENSE") for name in names)
     assert not any(name.startswith(("tests/", "project/")) for name in names)
 
