@@ -92,6 +92,8 @@ def active() -> "_Metrics | None":
 
 
 def enabled_setting() -> bool:
+    if not settings.configured:  # a layer used outside a Django project
+        return True
     return getattr(settings, "AETHER_METRICS", True) is True
 
 

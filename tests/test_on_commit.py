@@ -60,9 +60,10 @@ async def test_a_commit_delivers_to_every_member_after_the_row_is_visible(
 
     async def receive_and_read(channel: str) -> bool:
         message = await _first(facade_layer, channel)
-        return message["text"] == "created" and await Room.objects.filter(
-            name="committed"
-        ).aexists()
+        return (
+            message["text"] == "created"
+            and await Room.objects.filter(name="committed").aexists()
+        )
 
     readers = [asyncio.create_task(receive_and_read(c)) for c in channels]
 
