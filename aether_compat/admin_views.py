@@ -35,8 +35,11 @@ def live_page(request: HttpRequest) -> HttpResponse:
 def state(request: HttpRequest) -> JsonResponse:
     """Groups, the members of `?group=`, and this process's figures, as JSON."""
     group = request.GET.get("group") or None
-    if group is not None:
-        check_group_name(group)
+    try:
+        if group is not None:
+            check_group_name(group)
+    except TypeError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
     return JsonResponse(async_to_sync(_state)(group))
 
 
@@ -44,7 +47,10 @@ def state(request: HttpRequest) -> JsonResponse:
 def disconnect(request: HttpRequest) -> JsonResponse:
     """Close the connection of channel `channel` (POST), on any server, with
     close code 4003; `reached` says whether the request reached its channel."""
-    channel = check_channel_name(request.POST.get("channel", ""))
+    try:
+        channel = check_channel_name(request.POST.get("channel", ""))
+    except TypeError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
     reached = Channels.sync.disconnect(channel, reason="closed by an operator")
     return JsonResponse({"channel": channel, "reached": reached})
 

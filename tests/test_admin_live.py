@@ -3,6 +3,7 @@ watches a room's members come and go, disconnects one, and that person's chat
 page shows it was closed (4003). Non-staff users never see the page."""
 
 import re
+import urllib.error
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
@@ -105,3 +106,10 @@ def test_the_page_and_its_json_are_staff_only(server):
         assert 'id="login-form"' in Browser(server.url).get(path)
     staff = Browser(server.url).login("staff")
     assert '"groups"' in staff.get("/admin/aether/state.json")
+
+
+def test_bad_input_is_a_400(server):
+    staff = Browser(server.url).login("staff")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        staff.get("/admin/aether/state.json?group=bad%20name")
+    assert caught.value.code == 400

@@ -194,7 +194,8 @@ def test_multiprocess_mode_sums_the_workers(tmp_path):
 
 
 def test_the_in_memory_layer_needs_no_prometheus_client():
-    """With prometheus_client unimportable, broadcasts work and metrics are off."""
+    """With prometheus_client unimportable, broadcasts work and metrics are off;
+    asking for them explicitly is a warning at check time (W001)."""
     code = """
     import sys
     sys.modules["prometheus_client"] = None
@@ -204,9 +205,13 @@ def test_the_in_memory_layer_needs_no_prometheus_client():
     from aether_compat.layers import InMemoryChannelLayer
     Channels.configure(InMemoryChannelLayer())
     print(Channels.sync.group("room:x").broadcast("x").total, metrics.active())
+    from django.core.checks import run_checks
+    from django.test import override_settings
+    with override_settings(AETHER_METRICS=True):
+        print(*[m.id for m in run_checks(tags=["aether_compat"])])
     """
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
-    assert _python(code, env).split() == ["0", "None"]
+    assert _python(code, env).split() == ["0", "None", "aether_compat.W001"]
 
 
 def test_a_scrape_with_10000_members_takes_under_50_ms():
