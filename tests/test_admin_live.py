@@ -112,4 +112,5 @@ def test_bad_input_is_a_400(server):
     staff = Browser(server.url).login("staff")
     with pytest.raises(urllib.error.HTTPError) as caught:
         staff.get("/admin/aether/state.json?group=bad%20name")
+    caught.value.close()
     assert caught.value.code == 400
