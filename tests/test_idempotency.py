@@ -133,3 +133,36 @@ async def test_one_key_from_two_processes_is_delivered_once():
         for process in processes:
             await stop_and_clean(process, prefix)
         await receiver.close()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("budget", [0.0, 0.0005, 0.002, 0.01])
+async def test_a_retry_after_a_timed_out_attempt_delivers_at_most_once(budget):
+    """The first attempt is cut off by a timeout wherever it happens to be (before,
+    during or after the claim); the retry with the same key then delivers only if
+    the first did not: never twice."""
+    from aether_compat.layers import RedisChannelLayer
+
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    layer = RedisChannelLayer(hosts=[REDIS_URL], prefix=prefix)
+    Channels.configure(layer)
+    try:
+        channel = await layer.new_channel()
+        await layer.group_add("room:retry", channel)
+        group = Channels.group("room:retry")
+        try:
+            async with asyncio.timeout(budget):
+                await group.broadcast("notify", idempotency_key="task-7")
+        except TimeoutError:
+            pass
+        retry = await group.broadcast("notify", idempotency_key="task-7")
+        await group.broadcast("sentinel")
+        texts = [(await _next(layer, channel))["text"]]
+        if texts[0] != "sentinel":
+            texts.append((await _next(layer, channel))["text"])
+        assert texts.count("notify") <= 1
+        assert texts[-1] == "sentinel"
+        assert retry.duplicate or retry.sent_count == 1
+    finally:
+        await layer.flush()
+        await layer.close()
