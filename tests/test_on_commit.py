@@ -109,3 +109,23 @@ async def test_send_on_commit(facade_layer):
 def test_a_bad_argument_raises_at_the_call_not_at_the_commit():
     with pytest.raises(TypeError, match="message must be str"):
         Channels.sync.group("room:x").broadcast(b"bytes", on_commit=True)
+
+
+async def test_a_retried_task_in_a_transaction_notifies_once(facade_layer):
+    """A task that commits twice with one idempotency key (a retry): two Deferreds,
+    one delivery; the second's result says it was a duplicate."""
+    (channel,) = await _members(facade_layer, "room:tx4", 1)
+
+    def task() -> Deferred:
+        with transaction.atomic():
+            return Channels.sync.group("room:tx4").broadcast(
+                "paid", on_commit=True, idempotency_key="invoice-9"
+            )
+
+    first = await sync_to_async(task)()
+    second = await sync_to_async(task)()
+    assert await first == SendResult(1, 0)
+    assert (await second).duplicate
+    await Channels.group("room:tx4").broadcast("after")
+    assert (await _first(facade_layer, channel))["text"] == "paid"
+    assert (await _first(facade_layer, channel))["text"] == "after"
