@@ -186,20 +186,21 @@ def _defer(send: Callable[[], Awaitable[T]], using: str | None) -> "Deferred[T]"
     from . import metrics
     from .deferred import on_commit
 
-    _run("on_commit", _nothing)  # the same refusal inside a running loop
+    _refuse_in_loop("group(...).broadcast(..., on_commit=True)")
     metrics.deferred()
     return on_commit(send, using)
 
 
-async def _nothing() -> None:
-    return None
-
-
 def _run(label: str, method: Callable[..., Awaitable[T]], *args: Any) -> T:
+    _refuse_in_loop(label)
+    return async_to_sync(method)(*args)
+
+
+def _refuse_in_loop(label: str) -> None:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return async_to_sync(method)(*args)
+        return
     raise RuntimeError(
         f"Channels.sync.{label}() was called inside a running event loop, where it "
         f"would block that loop; there, write `await Channels.{label}(...)` instead."

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import transaction
+from django.db import connections, transaction
 
 from aether_compat import Channels, SendResult
 from aether_compat.deferred import Deferred
@@ -15,6 +15,24 @@ from project.demo.models import Room
 pytestmark = pytest.mark.django_db(transaction=True)
 
 RECEIVERS = 100
+
+
+@pytest.fixture(autouse=True)
+async def close_thread_connections():
+    """The transactions run in asgiref's shared sync thread: close the connections
+    they opened there, so that no later test without database access finds one
+    (a consumer's close_old_connections would touch it)."""
+    yield
+    await sync_to_async(_drop_connections)()
+
+
+def _drop_connections() -> None:
+    # Django's SQLite backend ignores close() on an in-memory test database; the
+    # main thread's connection keeps that shared-cache database alive.
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is not None:
+            connection.connection.close()
+            connection.connection = None
 
 
 async def _members(layer: Any, group: str, count: int) -> list[str]:
