@@ -20,6 +20,9 @@ sit in one Redis Cluster slot, and placement on several hosts is by that tag too
     <prefix>:{g.<group>}:p   zset  box -> latest join time (ms): where g has members
                                    (a box leaves it with its last member; empty
                                    sorted sets vanish, so no key outlives them)
+    <prefix>:{g.<group>}:i:<digest>      string  an idempotency key claimed for the
+                                   group (idempotency.py; TTL the window)
+    <prefix>:{<box>}:i:<token>:<digest>  string  one claimed for a channel
 
 Every key continues `<prefix>:{`, which is what `flush()` matches (`scan_pattern`).
 """
