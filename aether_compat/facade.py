@@ -129,7 +129,7 @@ class ChannelsFacade:
         idempotency_key: str | None = None,
         on_commit: bool = False,
         using: str | None = None,
-    ) -> Any:
+    ) -> "bool | SendResult | Deferred[Any]":
         """Send to one session; `True` when it was queued on its channel or taken by
         its registered sender, `False` when the channel is full, the sender raised, or
         the session is unreachable. Only invalid input raises (`TypeError`).
@@ -306,7 +306,7 @@ class Group:
         idempotency_key: str | None = None,
         on_commit: bool = False,
         using: str | None = None,
-    ) -> Any:
+    ) -> "SendResult | Deferred[SendResult]":
         """Send text (a `ChannelMessage` goes as its JSON) to every member but the
         channels in `exclude` (neither sent nor failed: e.g. the sender's own
         connection). With `confirm` (True, or a deadline in seconds) a member in
@@ -362,7 +362,7 @@ class Group:
         idempotency_key: str | None,
         on_commit: bool,
         using: str | None,
-    ) -> Any:
+    ) -> "SendResult | Deferred[SendResult]":
         send = self.sender(event, confirm, exclude, idempotency_key)
         if on_commit:
             return await _defer(send, using)
@@ -378,7 +378,7 @@ class Group:
         idempotency_key: str | None = None,
         on_commit: bool = False,
         using: str | None = None,
-    ) -> Any:
+    ) -> "SendResult | Deferred[SendResult]":
         """Send bytes to every member; the options as for `broadcast`."""
         event = self.event("broadcast_binary", data, sender)
         return await self._send(

@@ -57,7 +57,7 @@ class SyncChannels:
         idempotency_key: str | None = None,
         on_commit: bool = False,
         using: str | None = None,
-    ) -> Any:
+    ) -> "bool | SendResult | Deferred[Any]":
         """Blocking `Channels.send`: `True` when queued or taken by its sender (a
         `SendResult` with `idempotency_key`; a `Deferred` with `on_commit`)."""
         send = functools.partial(
@@ -127,7 +127,7 @@ class SyncGroup:
         idempotency_key: str | None = None,
         on_commit: bool = False,
         using: str | None = None,
-    ) -> Any:
+    ) -> "SendResult | Deferred[SendResult]":
         """Blocking `Group.broadcast`; with `on_commit` it returns a `Deferred` at
         once, registered with the transaction of this thread."""
         options = {"idempotency_key": idempotency_key}
@@ -145,7 +145,7 @@ class SyncGroup:
         idempotency_key: str | None = None,
         on_commit: bool = False,
         using: str | None = None,
-    ) -> Any:
+    ) -> "SendResult | Deferred[SendResult]":
         """Blocking `Group.broadcast_binary`; `on_commit` as for `broadcast`."""
         options = {"idempotency_key": idempotency_key}
         return self._blocking(
@@ -169,7 +169,7 @@ class SyncGroup:
         options: dict[str, Any],
         on_commit: bool,
         using: str | None,
-    ) -> Any:
+    ) -> "SendResult | Deferred[SendResult]":
         group = self._group
         event = group.event(name, body, sender)  # a mistake raises here, not later
         send = group.sender(event, confirm, exclude, options["idempotency_key"])
