@@ -311,14 +311,14 @@ class AetherConsumer(SocketDelivery):
 
     async def aether_disconnect(self, event: dict[str, Any]) -> None:
         """`Channels.disconnect*()` reached this connection: leave, then close."""
-        logger.info(
+        logger.debug(
             "disconnecting %s: %s", self.channel_name, event.get("reason") or "asked"
         )
         await self.shut(int(event.get("code") or CLOSE_REVOKED))
 
     def _watch_rights(self) -> None:
         async def revoke(reason: str) -> None:
-            logger.info("closing %s: %s", self.channel_name, reason)
+            logger.debug("closing %s: %s", self.channel_name, reason)
             await self.shut(CLOSE_REVOKED)
 
         watch = RightsWatch(

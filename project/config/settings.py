@@ -132,11 +132,14 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"one_line": {"()": "project.config.logs.OneLine"}},
+    # Every line says its level, so an ERROR stands out (the tests fail on one).
+    "formatters": {"levelled": {"format": "%(levelname)s %(name)s: %(message)s"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler"},
+        "console": {"class": "logging.StreamHandler", "formatter": "levelled"},
         "client_errors": {
             "class": "logging.StreamHandler",
             "filters": ["one_line"],
+            "formatter": "levelled",
         },
     },
     "loggers": {
