@@ -128,6 +128,17 @@ AETHER_ALLOW_ANONYMOUS_ROOMS = (
 )
 AETHER_WEBSOCKET_LIMITS = json.loads(os.environ.get("AETHER_WEBSOCKET_LIMITS", "{}"))
 
+# Chat rooms (project/demo/room_store.py): only signed-in users create them, at most
+# `per_user` each and `total` in all; a room's last activity (the lists' order) is
+# written at most every `activity_seconds` per room and server process.
+# DEMO_ROOMS='{"per_user": 3}' overrides any of them.
+DEMO_ROOMS = {
+    "per_user": 10,
+    "total": 200,
+    "activity_seconds": 30,
+    **json.loads(os.environ.get("DEMO_ROOMS", "{}")),
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -11,9 +11,8 @@ from aether_compat.permissions import is_authenticated
 from aether_compat.protocol import Command
 from aether_compat.results import SendResult
 
-from . import presence
+from . import presence, room_store
 from .dashboard import STAFF_GROUP, snapshot
-from .models import Room
 from .rooms import room_group
 from .stats import stats
 
@@ -22,10 +21,12 @@ DASHBOARD_TICK_SECONDS = 1.0
 
 
 class CountingConsumer(AetherConsumer):
-    """Counts every broadcast its commands make, for the dashboard."""
+    """Counts every broadcast its commands make, for the dashboard, and records a
+    room's activity (throttled) for the room lists."""
 
     async def sent(self, command: Command, result: SendResult) -> None:
         stats.record(result.sent_count, result.failed_count)
+        await room_store.touch(command.group)
 
 
 class RealtimeConsumer(CountingConsumer):
@@ -37,7 +38,8 @@ class RealtimeConsumer(CountingConsumer):
 
 
 class ChatConsumer(CountingConsumer):
-    """ws/chat/<room>/: joins `room:<room>` and keeps its member list current."""
+    """ws/chat/<room>/: joins `room:<room>` and keeps its member list current.
+    Joining creates no room (only a signed-in user's POST does: room_store)."""
 
     @property
     def room(self) -> str:
@@ -54,7 +56,6 @@ class ChatConsumer(CountingConsumer):
         return super().sender_name() or presence.guest_name(self.channel_name)
 
     async def connected(self) -> None:
-        await Room.objects.aget_or_create(name=self.room)
         await self.push(_hello(self.sender_name(), self.room_group))
         await presence.arrive(self.channel_name, self.room_group, self.sender_name())
 

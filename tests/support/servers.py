@@ -116,6 +116,11 @@ class Browser:
             raise AssertionError(f"login as {username!r} failed")
         return self
 
+    def create_room(self, name: str) -> str:
+        """Create chat room `name` as this signed-in user, as the home page's form
+        does (the only way a room comes to exist); the page it lands on."""
+        return self.post("/rooms/new/", {"name": name})
+
     def logout(self) -> None:
         self.post("/logout/", {})
 
