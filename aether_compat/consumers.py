@@ -4,9 +4,10 @@ policy (`permissions.py`) and per-connection limits (`limits.py`).
 
 Subclasses override small methods, never the lifecycle: `get_groups()` (joined
 before the socket is accepted), `get_policy()`, `get_limits()`, `sender_name()`,
-`build_message()`, and the hooks `connected()`, `joined()`, `left()`, `sent()`,
-`disconnect()`; `channel_layer_alias` picks the layer, as in any Channels consumer.
-They send their own frames with `push()`, which speaks the connection's dialect.
+`sender_id()`, `build_message()`, and the hooks `connected()`, `joined()`,
+`left()`, `sent()`, `disconnect()`; `channel_layer_alias` picks the layer, as in
+any Channels consumer. They send their own frames with `push()`, which speaks the
+connection's dialect.
 """
 
 import logging
@@ -113,6 +114,12 @@ class AetherConsumer(SocketDelivery):
         """Who this connection is, as receivers of its messages see it."""
         user = self.user
         return user.get_username() if is_authenticated(user) else None
+
+    def sender_id(self) -> str | None:
+        """The `sender` of this connection's broadcasts as v1 frames carry it: by
+        default `sender_name()`; a consumer may name the connection instead (the
+        demo chat gives an opaque id, so pages tell connections apart)."""
+        return self.sender_name()
 
     def build_message(self, command: Command) -> str | ChannelMessage:
         """What a `send` command broadcasts (by default a `chat.message`)."""
@@ -262,7 +269,7 @@ class AetherConsumer(SocketDelivery):
         exclude = () if command.echo else (self.channel_name,)
         with _layer_errors():
             result = await self.channels.group(group).broadcast(
-                message, sender=self.sender_name(), exclude=exclude
+                message, sender=self.sender_id(), exclude=exclude
             )
         await self.sent(command, result)
         return self.dialect.sent(group, result, command.ref)

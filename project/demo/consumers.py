@@ -4,6 +4,8 @@ their groups and add presence, statistics or a live feed."""
 import asyncio
 import json
 import logging
+import secrets
+from functools import cached_property
 
 from aether_compat import ChannelMessage
 from aether_compat.consumers import AetherConsumer
@@ -55,8 +57,20 @@ class ChatConsumer(CountingConsumer):
     def sender_name(self) -> str:
         return super().sender_name() or presence.guest_name(self.channel_name)
 
+    @cached_property
+    def connection_id(self) -> str:
+        """An opaque, unguessable id of this connection, neither its name (two tabs
+        or two guests may share one) nor its channel."""
+        return secrets.token_urlsafe(12)
+
+    def sender_id(self) -> str:
+        """The `sender` of this connection's chat frames: its `connection_id`, by
+        which a page marks its own messages (the message keeps the name)."""
+        return self.connection_id
+
     async def connected(self) -> None:
         await self.push(_hello(self.sender_name(), self.room_group))
+        await self.push(_you(self.connection_id, self.room_group))
         await presence.arrive(self.channel_name, self.room_group, self.sender_name())
 
     async def left(self, group: str) -> None:
@@ -88,3 +102,10 @@ class DashboardConsumer(AetherConsumer):
 def _hello(name: str, group: str) -> str:
     """Tells a new chat connection the name its messages will carry."""
     return ChannelMessage(type="chat.welcome", payload=name, target=group).to_json()
+
+
+def _you(connection: str, group: str) -> str:
+    """Tells a new chat connection the id its messages' frames carry as `sender`."""
+    return ChannelMessage(
+        type="chat.connection", payload=connection, target=group
+    ).to_json()
