@@ -11,6 +11,7 @@ connection's dialect.
 """
 
 import logging
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,7 +23,7 @@ from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from .authority import RightsWatch, control_groups
+from .authority import RightsWatch, control_groups, expire
 from .delivery import CLOSED, CONNECTING, OPEN, SocketDelivery
 from .errors import CommandRejected
 from .facade import Channels, ChannelsFacade
@@ -30,6 +31,7 @@ from .heartbeat import Heartbeat
 from .limits import (
     CLOSE_FLOOD,
     CLOSE_FRAME_TOO_BIG,
+    CLOSE_LIFETIME,
     CLOSE_REVOKED,
     Limits,
     RateLimiter,
@@ -180,6 +182,9 @@ class AetherConsumer(SocketDelivery):
             self._start_heartbeat()
         if is_authenticated(self.user):
             self._watch_rights()
+        lifetime = self.limits.max_lifetime_seconds
+        if lifetime < math.inf:
+            self.start_task(expire(lifetime, lambda: self.shut(CLOSE_LIFETIME)))
         await self.connected()
 
     async def _join_on_connect(self, groups: list[str]) -> bool:
