@@ -134,28 +134,27 @@ async def test_lists_show_rooms_by_recent_activity_written_at_most_once_per_inte
         alice.create_room("zebra")
         alice.create_room("aardvark")
         assert listed_rooms(alice) == ["aardvark", "zebra", "lobby"]
-        ws = await open_ws(server, alice)
-        await say(ws, "zebra")
+        await say(server, alice, "zebra")
         assert listed_rooms(alice) == ["zebra", "aardvark", "lobby"]
         assert await dashboard_rooms(server, staff) == [
             "room:zebra",
             "room:aardvark",
             "room:lobby",
         ]
-        await say(ws, "aardvark")
+        await say(server, alice, "aardvark")
         assert listed_rooms(alice) == ["aardvark", "zebra", "lobby"]
-        await say(ws, "zebra")  # within `activity_seconds` of its last write
+        await say(server, alice, "zebra")  # within `activity_seconds` of its last
         assert listed_rooms(alice) == ["aardvark", "zebra", "lobby"]
-        await ws.close()
 
 
-async def say(ws, room: str) -> None:
-    """Join `room` and send to it; return once the server replied to the send,
-    which it does after recording the activity."""
-    await command(ws, "join", f"room:{room}")
+async def say(server, browser: Browser, room: str) -> None:
+    """Send a message on `room`'s chat page socket; return once the server replied
+    to the send, which it does after recording the activity."""
+    ws = await open_ws(server, browser, f"/ws/chat/{room}/")
     await command(ws, "send", f"room:{room}", "hello")
     while (await next_message(ws)).type != "aether.sent":
         pass
+    await ws.close()
 
 
 def test_activity_is_due_once_per_interval_per_room():

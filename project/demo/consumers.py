@@ -23,12 +23,10 @@ DASHBOARD_TICK_SECONDS = 1.0
 
 
 class CountingConsumer(AetherConsumer):
-    """Counts every broadcast its commands make, for the dashboard, and records a
-    room's activity (throttled) for the room lists."""
+    """Counts every broadcast its commands make, for the dashboard."""
 
     async def sent(self, command: Command, result: SendResult) -> None:
         stats.record(result.sent_count, result.failed_count)
-        await room_store.touch(command.group)
 
 
 class RealtimeConsumer(CountingConsumer):
@@ -67,6 +65,13 @@ class ChatConsumer(CountingConsumer):
         """The `sender` of this connection's chat frames: its `connection_id`, by
         which a page marks its own messages (the message keeps the name)."""
         return self.connection_id
+
+    async def sent(self, command: Command, result: SendResult) -> None:
+        """A message in this page's room is its activity (recorded throttled, for
+        the room lists)."""
+        await super().sent(command, result)
+        if command.group == self.room_group:
+            await room_store.touch(command.group)
 
     async def connected(self) -> None:
         await self.push(_hello(self.sender_name(), self.room_group))
