@@ -12,7 +12,9 @@ it had. Here:
 - `RightsWatch` re-reads the user every `rights_check_seconds` and closes the socket
   when the user is gone or inactive, the password changed (Django's session hash no
   longer matches), or the group policy no longer allows a group it is in, which
-  also catches changes made by a bulk `update()` that sends no signal.
+  also catches changes made by a bulk `update()` that sends no signal;
+- `expire()` closes a socket after the optional `max_lifetime_seconds`, so that no
+  authorization lasts longer than that, whatever happened in between.
 
 Control groups are named `aether.user.<pk>` and `aether.session.<digest>`; clients
 can never join or send to a group starting with `aether.`.
@@ -20,6 +22,7 @@ can never join or send to a group starting with `aether.`.
 
 import asyncio
 import hashlib
+import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -106,6 +109,14 @@ class RightsWatch:
             if not self.policy.may_join(fresh, group):
                 return f"no longer allowed in {group!r}"
         return None
+
+
+async def expire(lifetime: float, close: Callable[[], Awaitable[None]]) -> None:
+    """Call `close()` once the connection has lived `lifetime` seconds, less a
+    random 0-10 % (the spread keeps connections opened together, as after a
+    deploy, from reconnecting together)."""
+    await asyncio.sleep(lifetime * random.uniform(0.9, 1.0))  # the lifetime itself
+    await close()
 
 
 @database_sync_to_async

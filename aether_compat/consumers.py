@@ -4,12 +4,14 @@ policy (`permissions.py`) and per-connection limits (`limits.py`).
 
 Subclasses override small methods, never the lifecycle: `get_groups()` (joined
 before the socket is accepted), `get_policy()`, `get_limits()`, `sender_name()`,
-`build_message()`, and the hooks `connected()`, `joined()`, `left()`, `sent()`,
-`disconnect()`; `channel_layer_alias` picks the layer, as in any Channels consumer.
-They send their own frames with `push()`, which speaks the connection's dialect.
+`sender_id()`, `build_message()`, and the hooks `connected()`, `joined()`,
+`left()`, `sent()`, `disconnect()`; `channel_layer_alias` picks the layer, as in
+any Channels consumer. They send their own frames with `push()`, which speaks the
+connection's dialect.
 """
 
 import logging
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,7 +23,7 @@ from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from .authority import RightsWatch, control_groups
+from .authority import RightsWatch, control_groups, expire
 from .delivery import CLOSED, CONNECTING, OPEN, SocketDelivery
 from .errors import CommandRejected
 from .facade import Channels, ChannelsFacade
@@ -29,6 +31,7 @@ from .heartbeat import Heartbeat
 from .limits import (
     CLOSE_FLOOD,
     CLOSE_FRAME_TOO_BIG,
+    CLOSE_LIFETIME,
     CLOSE_REVOKED,
     Limits,
     RateLimiter,
@@ -114,6 +117,12 @@ class AetherConsumer(SocketDelivery):
         user = self.user
         return user.get_username() if is_authenticated(user) else None
 
+    def sender_id(self) -> str | None:
+        """The `sender` of this connection's broadcasts as v1 frames carry it: by
+        default `sender_name()`; a consumer may name the connection instead (the
+        demo chat gives an opaque id, so pages tell connections apart)."""
+        return self.sender_name()
+
     def build_message(self, command: Command) -> str | ChannelMessage:
         """What a `send` command broadcasts (by default a `chat.message`)."""
         return chat_message(command, self.sender_name())
@@ -173,6 +182,9 @@ class AetherConsumer(SocketDelivery):
             self._start_heartbeat()
         if is_authenticated(self.user):
             self._watch_rights()
+        lifetime = self.limits.max_lifetime_seconds
+        if lifetime < math.inf:
+            self.start_task(expire(lifetime, lambda: self.shut(CLOSE_LIFETIME)))
         await self.connected()
 
     async def _join_on_connect(self, groups: list[str]) -> bool:
@@ -262,7 +274,7 @@ class AetherConsumer(SocketDelivery):
         exclude = () if command.echo else (self.channel_name,)
         with _layer_errors():
             result = await self.channels.group(group).broadcast(
-                message, sender=self.sender_name(), exclude=exclude
+                message, sender=self.sender_id(), exclude=exclude
             )
         await self.sent(command, result)
         return self.dialect.sent(group, result, command.ref)
@@ -311,14 +323,14 @@ class AetherConsumer(SocketDelivery):
 
     async def aether_disconnect(self, event: dict[str, Any]) -> None:
         """`Channels.disconnect*()` reached this connection: leave, then close."""
-        logger.info(
+        logger.debug(
             "disconnecting %s: %s", self.channel_name, event.get("reason") or "asked"
         )
         await self.shut(int(event.get("code") or CLOSE_REVOKED))
 
     def _watch_rights(self) -> None:
         async def revoke(reason: str) -> None:
-            logger.info("closing %s: %s", self.channel_name, reason)
+            logger.debug("closing %s: %s", self.channel_name, reason)
             await self.shut(CLOSE_REVOKED)
 
         watch = RightsWatch(

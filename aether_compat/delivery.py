@@ -51,7 +51,7 @@ class SocketDelivery(AsyncWebsocketConsumer):
         if self.state != OPEN:
             return
         self.state = CLOSED
-        logger.info("closing WebSocket %s with code %s", self.channel_name, code)
+        logger.debug("closing WebSocket %s with code %s", self.channel_name, code)
         # The close frame goes behind the frames already accepted (at most
         # `outbound_limit_bytes`), so a slow client still gets what was counted as
         # sent to it, then the code. The groups are left already; a client that
@@ -61,7 +61,7 @@ class SocketDelivery(AsyncWebsocketConsumer):
             await self.close(code)
         except (OSError, RuntimeError) as exc:
             # The server closed it first (uvicorn's keepalive does, with 1011).
-            logger.info("WebSocket %s was closed already: %r", self.channel_name, exc)
+            logger.debug("WebSocket %s was closed already: %r", self.channel_name, exc)
 
     async def send(
         self,

@@ -5,6 +5,7 @@ Settings: `AETHER_WEBSOCKET_LIMITS = {"commands_per_second": 50, ...}` overrides
 field of `Limits`; docs/settings.md lists every field with its default.
 """
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
@@ -25,6 +26,10 @@ CLOSE_FLOOD = 4008
 
 CLOSE_FRAME_TOO_BIG = 4009
 """Message too big: one frame exceeded `close_frame_bytes`."""
+
+CLOSE_LIFETIME = 4012
+"""Service restart: the connection reached `max_lifetime_seconds`; the client
+reconnects at once, with the rights its user has then."""
 
 CLOSE_SLOW_CONSUMER = 4013
 """Try again later: the client stopped reading and `outbound_limit_bytes` filled."""
@@ -62,6 +67,10 @@ class Limits:
     heartbeat_timeout: float = 30.0
     """Seconds of silence after which an `aether.v1` connection leaves its groups
     and is closed with 4001; must exceed `heartbeat_interval`."""
+    max_lifetime_seconds: float = math.inf
+    """Optional: a connection open this long (less up to 10 %, so that connections
+    opened together do not all reconnect together) leaves its groups and is closed
+    with 4012; its client reconnects with fresh rights. No limit by default."""
 
     def __post_init__(self) -> None:
         for field in fields(self):

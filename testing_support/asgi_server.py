@@ -1,7 +1,11 @@
 """A real ASGI server (daphne, uvicorn or hypercorn) in a subprocess on a free
 loopback port, serving the demo project by default, stopped by pid: for the
 end-to-end tests and the end-to-end benchmark. Each server binds port 0 and the
-runner reads the port it got from the server's startup line."""
+runner reads the port it got from the server's startup line.
+
+`stop()` fails (`ServerLogError`) when the server logged an ERROR line or a
+traceback that the test did not allow (`allow()`): no client action may write one,
+so every end-to-end test checks that for free."""
 
 import os
 import re
@@ -17,6 +21,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_SECONDS = 30.0
 DEMO_APP = "project.config.asgi:application"
+# A logged error: the level word of any server's or Django's log format, or the
+# first line of a traceback.
+ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL)\b|Traceback \(most recent call last\)")
+
+
+class ServerLogError(AssertionError):
+    """Raised when a server logged an error or a traceback its test did not allow."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +107,40 @@ class AsgiServer:
         self._port_found = threading.Event()
         self.process: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
+        self.allowed: list[re.Pattern[str]] = []
+        self._checked = False
+
+    def allow(self, *patterns: str) -> "AsgiServer":
+        """Let log lines matching any of `patterns` (regular expressions) pass the
+        check at `stop()`, and a traceback right after such a line: for tests that
+        provoke an error on purpose (a Redis killed mid-test, uvicorn's own
+        traceback for a client's invalid UTF-8)."""
+        self.allowed.extend(re.compile(pattern) for pattern in patterns)
+        return self
+
+    def errors(self) -> list[str]:
+        """The log lines that show an error or a traceback not allowed."""
+        found, excused_at = [], -10
+        for at, line in enumerate(self.lines):
+            if not ERROR_LINE.search(line):
+                continue
+            if any(pattern.search(line) for pattern in self.allowed):
+                excused_at = at
+            elif line.startswith("Traceback") and at - excused_at <= 2:
+                excused_at = at  # the allowed line's own traceback
+            else:
+                found.append(line)
+        return found
+
+    def check_log(self) -> None:
+        """Raise `ServerLogError` with the lines if `errors()` found any."""
+        errors = self.errors()
+        if errors:
+            raise ServerLogError(
+                f"{self.kind} logged {len(errors)} error line(s) the test did not "
+                f"allow (AsgiServer.allow()):\n{''.join(errors)}\n"
+                f"--- whole log ---\n{self.log}"
+            )
 
     @property
     def url(self) -> str:
@@ -125,7 +170,7 @@ class AsgiServer:
         self._reader = threading.Thread(target=self._read_output, daemon=True)
         self._reader.start()
         if not self._port_found.wait(STARTUP_SECONDS):
-            self.stop()
+            self.stop(check=False)
             raise TimeoutError(f"{self.kind} did not report its port:\n{self.log}")
         _wait_until_accepting(self.port, STARTUP_SECONDS)
         return self
@@ -141,7 +186,9 @@ class AsgiServer:
                 self.port = int(match.group(1))
                 self._port_found.set()
 
-    def stop(self) -> None:
+    def stop(self, *, check: bool = True) -> None:
+        """Stop the server (SIGTERM, then SIGKILL); with `check`, then fail on any
+        error line in its log (`check_log()`)."""
         if self.process is not None and self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGTERM)
             try:
@@ -153,6 +200,9 @@ class AsgiServer:
             self._reader.join(5)
         if self.process is not None and self.process.stdout is not None:
             self.process.stdout.close()
+        if check and not self._checked:
+            self._checked = True
+            self.check_log()
 
     def tracebacks(self) -> list[str]:
         """Lines of the server log that show an unhandled exception."""

@@ -106,7 +106,8 @@ def deployment(request, tmp_path_factory):
         servers = stack.enter_context(daphne_servers(db_path, count, **env))
         logins = {n: Browser(servers[0].url).login(n) for n in USERS[1:]}
         pks = {n: browser.pk() for n, browser in logins.items()}
-        logins["alice"].get(f"/chat/{ROOM.removeprefix('room:')}/")  # a known room
+        for room in (ROOM, CHAT_ROOM):  # rooms the dashboard lists
+            logins["alice"].create_room(room.removeprefix("room:"))
         yield Deployment(backend, servers, facade, logins, pks, anonymous_rooms)
         if layer is not None:
             asyncio.run(layer.close())  # its connections belong to each test's loop

@@ -14,7 +14,12 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from testing_support.binaries import require
 from testing_support.daphne import DaphneServer
-from tests.support.servers import PASSWORD, daphne_server, prepare_database
+from tests.support.servers import (
+    PASSWORD,
+    Browser,
+    daphne_server,
+    prepare_database,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -83,6 +88,13 @@ def shot(page: Page, name: str) -> None:
     page.screenshot(path=SHOTS / f"{name}.png")
 
 
+def open_room(page: Page, base_url: str, name: str) -> None:
+    """Open chat room `name`, created first by a signed-in user (a page view
+    creates no room)."""
+    Browser(base_url).login("staff").create_room(name)
+    page.goto(f"{base_url}/chat/{name}/")
+
+
 def say(page: Page, text: str) -> None:
     page.fill("#message", text)
     page.press("#message", "Enter")
@@ -90,7 +102,7 @@ def say(page: Page, text: str) -> None:
 
 def test_two_pages_chat_and_see_each_other_come_and_go(server, new_page):
     alice = new_page("alice")
-    alice.goto(server.url + "/chat/garden/")
+    open_room(alice, server.url, "garden")
     expect(alice.locator("#status")).to_have_text("Live")
     bob = new_page("bob")
     bob.goto(server.url + "/chat/garden/")
@@ -119,7 +131,7 @@ def test_two_pages_chat_and_see_each_other_come_and_go(server, new_page):
 
 def test_an_anonymous_guest_chats_under_a_guest_name(server, new_page):
     guest = new_page()
-    guest.goto(server.url + "/chat/open-house/")
+    open_room(guest, server.url, "open-house")
     expect(guest.locator("#me")).to_have_text(re.compile(r"guest-[0-9a-f]{4}"))
     say(guest, "Anyone here?")
     expect(guest.locator(".msg.mine .bubble")).to_have_text("Anyone here?")
@@ -195,7 +207,7 @@ def test_home_page_links_everything(server, new_page):
 def test_a_page_closed_for_a_too_big_frame_says_disconnected(server, new_page):
     """Close code 4009 is final: the page shows Disconnected, not Reconnecting."""
     page = new_page()
-    page.goto(server.url + "/chat/oversized/")
+    open_room(page, server.url, "oversized")
     expect(page.locator("#status")).to_have_text("Live")
     error = page.evaluate(
         "window.demo.client.send('room:oversized', 'x'.repeat(600 * 1024))"
@@ -229,7 +241,7 @@ def test_a_chat_page_reconnects_and_rejoins_after_a_server_restart(
 ):
     first = restartable()
     alice = new_page("alice", first.url)
-    alice.goto(first.url + "/chat/phoenix/")
+    open_room(alice, first.url, "phoenix")
     status = alice.locator("#status")
     expect(status).to_have_text("Live")
     assert alice.evaluate("window.demo.client.socket.protocol") == "aether.v1"
@@ -267,7 +279,7 @@ def test_a_page_answers_the_servers_heartbeats_and_stays_live(restartable, new_p
     limits = {"heartbeat_interval": 0.5, "heartbeat_timeout": 3.0}
     server = restartable(AETHER_WEBSOCKET_LIMITS=json.dumps(limits))
     page = new_page()
-    page.goto(server.url + "/chat/heartbeat/")
+    open_room(page, server.url, "heartbeat")
     expect(page.locator("#status")).to_have_text("Live")
     page.evaluate(
         "() => { const client = window.demo.client;"

@@ -54,7 +54,7 @@ def test_a_cli_broadcast_appears_in_the_chat_as_a_system_line(
     server, redis_url, new_page
 ):
     page = new_page()
-    page.goto(server.url + "/chat/ops-notes/")
+    pages.open_room(page, server.url, "ops-notes")
     expect(page.locator("#status")).to_have_text("Live")
     done = manage(
         "broadcast", "room:ops-notes", "Deploy at noon", "--sender", "ops",

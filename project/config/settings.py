@@ -130,15 +130,29 @@ AETHER_WEBSOCKET_LIMITS = json.loads(os.environ.get("AETHER_WEBSOCKET_LIMITS", "
 # Prometheus scrapes /metrics with this bearer token (staff users may read it too).
 AETHER_METRICS_TOKEN = os.environ.get("AETHER_METRICS_TOKEN") or None
 
+# Chat rooms (project/demo/room_store.py): only signed-in users create them, at most
+# `per_user` each and `total` in all; a room's last activity (the lists' order) is
+# written at most every `activity_seconds` per room and server process.
+# DEMO_ROOMS='{"per_user": 3}' overrides any of them.
+DEMO_ROOMS = {
+    "per_user": 10,
+    "total": 200,
+    "activity_seconds": 30,
+    **json.loads(os.environ.get("DEMO_ROOMS", "{}")),
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"one_line": {"()": "project.config.logs.OneLine"}},
+    # Every line says its level, so an ERROR stands out (the tests fail on one).
+    "formatters": {"levelled": {"format": "%(levelname)s %(name)s: %(message)s"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler"},
+        "console": {"class": "logging.StreamHandler", "formatter": "levelled"},
         "client_errors": {
             "class": "logging.StreamHandler",
             "filters": ["one_line"],
+            "formatter": "levelled",
         },
     },
     "loggers": {

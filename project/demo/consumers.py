@@ -4,6 +4,8 @@ their groups and add presence, statistics or a live feed."""
 import asyncio
 import json
 import logging
+import secrets
+from functools import cached_property
 
 from aether_compat import ChannelMessage
 from aether_compat.consumers import AetherConsumer
@@ -11,9 +13,8 @@ from aether_compat.permissions import is_authenticated
 from aether_compat.protocol import Command
 from aether_compat.results import SendResult
 
-from . import presence
+from . import presence, room_store
 from .dashboard import STAFF_GROUP, snapshot
-from .models import Room
 from .rooms import room_group
 from .stats import stats
 
@@ -37,7 +38,8 @@ class RealtimeConsumer(CountingConsumer):
 
 
 class ChatConsumer(CountingConsumer):
-    """ws/chat/<room>/: joins `room:<room>` and keeps its member list current."""
+    """ws/chat/<room>/: joins `room:<room>` and keeps its member list current.
+    Joining creates no room (only a signed-in user's POST does: room_store)."""
 
     @property
     def room(self) -> str:
@@ -53,9 +55,27 @@ class ChatConsumer(CountingConsumer):
     def sender_name(self) -> str:
         return super().sender_name() or presence.guest_name(self.channel_name)
 
+    @cached_property
+    def connection_id(self) -> str:
+        """An opaque, unguessable id of this connection, neither its name (two tabs
+        or two guests may share one) nor its channel."""
+        return secrets.token_urlsafe(12)
+
+    def sender_id(self) -> str:
+        """The `sender` of this connection's chat frames: its `connection_id`, by
+        which a page marks its own messages (the message keeps the name)."""
+        return self.connection_id
+
+    async def sent(self, command: Command, result: SendResult) -> None:
+        """A message in this page's room is its activity (recorded throttled, for
+        the room lists)."""
+        await super().sent(command, result)
+        if command.group == self.room_group:
+            await room_store.touch(command.group)
+
     async def connected(self) -> None:
-        await Room.objects.aget_or_create(name=self.room)
         await self.push(_hello(self.sender_name(), self.room_group))
+        await self.push(_you(self.connection_id, self.room_group))
         await presence.arrive(self.channel_name, self.room_group, self.sender_name())
 
     async def left(self, group: str) -> None:
@@ -87,3 +107,10 @@ class DashboardConsumer(AetherConsumer):
 def _hello(name: str, group: str) -> str:
     """Tells a new chat connection the name its messages will carry."""
     return ChannelMessage(type="chat.welcome", payload=name, target=group).to_json()
+
+
+def _you(connection: str, group: str) -> str:
+    """Tells a new chat connection the id its messages' frames carry as `sender`."""
+    return ChannelMessage(
+        type="chat.connection", payload=connection, target=group
+    ).to_json()

@@ -17,8 +17,10 @@ RATE_SECONDS = 5
 
 
 async def known_groups() -> list[str]:
-    """The groups the demo knows of: the staff group, rooms, personal groups."""
-    rooms = [room.group async for room in Room.objects.all()[:MAX_LISTED]]
+    """The groups the demo knows of: the staff group, rooms (most recently active
+    first), personal groups."""
+    recent = Room.objects.order_by("-last_activity", "name")[:MAX_LISTED]
+    rooms = [room.group async for room in recent]
     users = get_user_model().objects.order_by("pk").values_list("pk", flat=True)
     personal = [f"user:{pk}" async for pk in users[:MAX_LISTED]]
     return [STAFF_GROUP, *rooms, *personal]

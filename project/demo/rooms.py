@@ -9,6 +9,7 @@ ROOM_NAME_MAX_LENGTH = 60
 # flag, under which a literal `-` in a character class must be escaped.
 ROOM_NAME_PATTERN = rf"[A-Za-z0-9_\-]{{1,{ROOM_NAME_MAX_LENGTH}}}"
 _ROOM_NAME = re.compile(ROOM_NAME_PATTERN, re.ASCII)
+ROOM_PREFIX = "room:"
 
 
 def is_room_name(name: str) -> bool:
@@ -38,7 +39,15 @@ def check_room_name(name: str) -> str | None:
 
 def room_group(name: str) -> str:
     """The channel-layer group of room `name`."""
-    return f"room:{name}"
+    return f"{ROOM_PREFIX}{name}"
+
+
+def room_of(group: str | None) -> str | None:
+    """The room whose group is `group`, or None for any other group."""
+    if group is None or not group.startswith(ROOM_PREFIX):
+        return None
+    name = group.removeprefix(ROOM_PREFIX)
+    return name if is_room_name(name) else None
 
 
 class RoomNameConverter:

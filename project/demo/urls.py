@@ -6,6 +6,7 @@ from . import views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("rooms/new/", views.new_room, name="new_room"),
     path("chat/", views.chat_index, name="chat_index"),
     path("chat/<room:room>/", views.chat_room, name="chat_room"),
     # Any other name under chat/ is explained, not a bare 404.

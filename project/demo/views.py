@@ -9,20 +9,42 @@ from django.views.decorators.http import require_POST
 from aether_compat import ChannelMessage, Channels
 
 from .models import Room
+from .room_store import RoomRefused, create_room
 from .rooms import ROOM_NAME_PATTERN, check_room_name, room_group
 from .stats import stats
 
 MAX_NOTIFICATION = 2000
+LISTED_ROOMS = 20
 
 
-def home(request: HttpRequest) -> HttpResponse:
+def home(
+    request: HttpRequest, problem: str | None = None, status: int = 200
+) -> HttpResponse:
+    """Links to everything, and the rooms, most recently active first."""
     rooms = [
         {"name": room.name, "members": len(Channels.sync.group_members(room.group))}
-        for room in Room.objects.all()[:20]
+        for room in Room.objects.order_by("-last_activity", "name")[:LISTED_ROOMS]
     ]
-    return render(
-        request, "demo/home.html", {"rooms": rooms, "room_pattern": ROOM_NAME_PATTERN}
-    )
+    context = {
+        "rooms": rooms,
+        "room_pattern": ROOM_NAME_PATTERN,
+        "problem": problem,
+        "typed": request.POST.get("name", ""),
+    }
+    return render(request, "demo/home.html", context, status=status)
+
+
+@login_required
+@require_POST
+def new_room(request: HttpRequest) -> HttpResponse:
+    """The only way a room comes to exist: a signed-in user's POST (CSRF-checked),
+    within the caps of settings.DEMO_ROOMS. An existing name just opens that room."""
+    name = request.POST.get("name", "").strip()
+    try:
+        room, _ = create_room(request.user, name)
+    except RoomRefused as refusal:
+        return home(request, problem=str(refusal), status=400)
+    return redirect("chat_room", room=room.name)
 
 
 def chat_index(request: HttpRequest) -> HttpResponse:
@@ -45,7 +67,10 @@ def bad_room_name(request: HttpRequest, room: str) -> HttpResponse:
 
 
 def chat_room(request: HttpRequest, room: str) -> HttpResponse:
-    Room.objects.get_or_create(name=room)
+    """A room's page; an unknown room is a 404 page that offers to create it (a
+    page view never creates one)."""
+    if not Room.objects.filter(name=room).exists():
+        return render(request, "demo/no_room.html", {"room": room}, status=404)
     return render(request, "demo/chat.html", {"room": room, "group": room_group(room)})
 
 

@@ -135,6 +135,23 @@ for (const code of [1001, 1006, 4001, 4013]) {
   });
 }
 
+test("close code 4012 (maximum lifetime) reconnects at once, the count starts over", async () => {
+  const { clock, WebSocket, socket, states } = await openClient();
+  socket().drop(1006);
+  clock.advance(clock.pending()[0]);
+  socket().accept();
+  socket().drop(4012, "lifetime");
+  assert.deepEqual(
+    { state: states.at(-1).state, code: states.at(-1).code, delay: states.at(-1).delay },
+    { state: "reconnecting", code: 4012, delay: 0 },
+  );
+  clock.advance(0);
+  assert.equal(WebSocket.instances.length, 3);
+  socket().accept();
+  socket().drop(1006);
+  assert.ok(clock.pending()[0] < bound(1), "attempt 1 after the planned close");
+});
+
 test("no reconnect after close(), whatever the socket does next", async () => {
   const { client, clock, WebSocket, socket, states } = await openClient();
   const first = socket();

@@ -57,8 +57,20 @@ def asgi_server(
             db_path = Path(folder) / "demo.sqlite3"
             prepare_database(db_path)
         server = AsgiServer(db_path, kind=kind, **env).start()
-        stack.callback(server.stop)
+        with stopped(server):
+            yield server
+
+
+@contextlib.contextmanager
+def stopped(server: AsgiServer) -> Iterator[AsgiServer]:
+    """Stop `server` on the way out; when the block succeeded, fail on any error
+    its log shows that the test did not allow (`AsgiServer.allow()`)."""
+    try:
         yield server
+    except BaseException:
+        server.stop(check=False)
+        raise
+    server.stop()
 
 
 def daphne_server(
@@ -104,6 +116,11 @@ class Browser:
             raise AssertionError(f"login as {username!r} failed")
         return self
 
+    def create_room(self, name: str) -> str:
+        """Create chat room `name` as this signed-in user, as the home page's form
+        does (the only way a room comes to exist); the page it lands on."""
+        return self.post("/rooms/new/", {"name": name})
+
     def logout(self) -> None:
         self.post("/logout/", {})
 
@@ -131,7 +148,9 @@ def asgi_servers(
     takes a second or two to import Django), all stopped at the end."""
     servers = [AsgiServer(db_path, kind=kind, **env) for _ in range(count)]
     threads = [threading.Thread(target=_start_quietly, args=(s,)) for s in servers]
-    try:
+    with contextlib.ExitStack() as stack:
+        for server in servers:
+            stack.enter_context(stopped(server))
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -140,9 +159,6 @@ def asgi_servers(
             if not server.port or server.process is None:
                 raise TimeoutError(f"a {kind} server did not start:\n{server.log}")
         yield servers
-    finally:
-        for server in servers:
-            server.stop()
 
 
 def daphne_servers(

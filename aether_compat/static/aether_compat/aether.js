@@ -28,7 +28,9 @@
  *
  * After a drop the client reconnects with exponential backoff and full jitter
  * (delay = random() * min(cap, base * 2^attempt)); the attempt count starts over once
- * a connection has stayed open for `stableAfter`. It does not reconnect after
+ * a connection has stayed open for `stableAfter`. After the close codes in
+ * RECONNECT_AT_ONCE (4012: the server's maximum connection lifetime) it reconnects
+ * without waiting and the count starts over. It does not reconnect after
  * `close()` or the close codes in NO_RECONNECT. After a reconnect it joins again the
  * groups that it joined itself (a join that succeeded, with no leave since); groups
  * the server joins by URL are the server's to rejoin. It answers the server's
@@ -39,6 +41,7 @@
 
 export const PROTOCOL = "aether.v1";
 export const NO_RECONNECT = new Set([4008, 4009]);
+export const RECONNECT_AT_ONCE = new Set([4012]);
 export const DEFAULTS = Object.freeze({
   timeout: 10000, // ms a command (and an opening handshake) may take
   backoffBase: 2500, // ms; 100 clients dropped at once spread their first retries over it
@@ -192,7 +195,8 @@ export class AetherClient {
       this.stop({ code, reason });
       return;
     }
-    const delay = this.backoff(this.attempt);
+    if (RECONNECT_AT_ONCE.has(code)) this.attempt = 0; // no failure: a planned close
+    const delay = RECONNECT_AT_ONCE.has(code) ? 0 : this.backoff(this.attempt);
     this.attempt += 1;
     // The timer first: a listener may call close(), which must cancel it.
     this.timer("retry", delay, () => this.open());
