@@ -145,6 +145,7 @@ for _key in (
     "heartbeat_interval",
     "rights_check_seconds",
     "heartbeat_timeout",
+    "max_lifetime_seconds",
 ):
     BAD[_key] = ({"AETHER_WEBSOCKET_LIMITS": {_key: 0}}, LIMIT)
 # Accepted for channels_redis compatibility and unused: no value is wrong.
