@@ -74,7 +74,8 @@ class Sequencer:
         self._groups: dict[str, _Group] = {}
         self._lock = threading.RLock()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.fills = 0  # gaps filled from history (for tests and stats)
+        self.holds = 0  # messages held for an earlier one (stats)
+        self.fills = 0  # gaps filled from history (stats)
 
     def arrive(
         self,
@@ -105,6 +106,8 @@ class Sequencer:
                     held = True
                 else:
                     dropped.append(token)
+            if held:
+                self.holds += 1
             if dropped and counted:
                 self._ack(dropped)
             started = self._hand(deadline, now, payload, counted) if now else None
