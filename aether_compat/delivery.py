@@ -119,7 +119,12 @@ class SocketDelivery(AsyncWebsocketConsumer):
                 raise ChannelFull(self.channel_name, self._inbox.maxsize) from None
             return
         if self.state != OPEN:
-            raise self._not_open()
+            # Held back for a resume of a group joined on connect (`resume.py`).
+            if (hold := self.hold_back) is None or "offset" not in event:
+                raise self._not_open()
+            if not hold(event):
+                raise self._not_open()
+            return
         await self._write(event)
 
     def frame_text(self, event: dict[str, Any], text: str) -> str:
