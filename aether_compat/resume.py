@@ -65,8 +65,15 @@ class Resume:
 
 
 def keeps_history(consumer: "AetherConsumer", group: str) -> bool:
-    options = getattr(consumer.channel_layer, "group_options", None)
-    return options is not None and options.for_group(group).keeps_history
+    """Whether the consumer's layer keeps history for `group` (stock layers and
+    layers without `group_history` keep none)."""
+    layer = consumer.channel_layer
+    options = getattr(layer, "group_options", None)
+    return (
+        options is not None
+        and callable(getattr(type(layer), "group_history", None))
+        and options.for_group(group).keeps_history
+    )
 
 
 def resume_of(consumer: "AetherConsumer") -> Resume:
