@@ -6,7 +6,9 @@ Cluster two senders' deliveries to one inbox can cross. So each member (token) o
 a history group knows the next offset it expects:
 
 - the expected offset, or a member whose next offset is unknown: handed on now;
-- an older offset: a duplicate (or a message already filled in), dropped;
+- an older offset: a duplicate (or a message already filled in), dropped; so is
+  a message for a member that left the group since it was sent (a resume must
+  not get a message twice: once live after its leave, once replayed);
 - a later one: held, and after `HOLD_SECONDS` without its predecessors the gap is
   filled from the group's history (a sender that died between assigning the offset
   and delivering stalls nobody); offsets history no longer has are skipped.
@@ -19,6 +21,7 @@ thread; a session's own queue keeps that order (sessions.py).
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +30,7 @@ from .position import Stamp
 from .util import logger
 
 HOLD_SECONDS = 0.3
+LEFT_SECONDS = 120.0  # longer than a message may wait in an inbox (expiry)
 JOINING = -1  # a member's next offset while its join is under way
 
 Hand = Callable[[int, list[str], bytes, bool], Any]
@@ -74,6 +78,7 @@ class Sequencer:
         self._groups: dict[str, _Group] = {}
         self._lock = threading.RLock()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._left: dict[tuple[str, str], float] = {}  # (group, token) -> when
         self.holds = 0  # messages held for an earlier one (stats)
         self.fills = 0  # gaps filled from history (stats)
 
@@ -95,16 +100,18 @@ class Sequencer:
             expect = group.next
             for token in tokens:
                 n = expect.get(token)
-                if n is None or n == offset:
+                if n is None and (stamp.group, token) not in self._left:
+                    n = 0  # a member joined elsewhere (or before we knew)
+                if n == offset or n == 0:
                     now.append(token)
                     expect[token] = offset + 1
-                elif 0 < n < offset or n == JOINING:
+                elif n is not None and (0 < n < offset or n == JOINING):
                     entry = group.held.get(offset)
                     if entry is None:
                         entry = group.held[offset] = _Held(deadline, payload, counted)
                     entry.tokens.add(token)
                     held = True
-                else:
+                else:  # had it already, or left the group (a message in flight)
                     dropped.append(token)
             if held:
                 self.holds += 1
@@ -120,6 +127,7 @@ class Sequencer:
     def joining(self, group: str, token: str) -> None:
         """Hold `token`'s messages of `group` until `joined` says where it starts."""
         with self._lock:
+            self._left.pop((group, token), None)
             self._groups.setdefault(group, _Group()).next[token] = JOINING
 
     def joined(
@@ -133,7 +141,7 @@ class Sequencer:
                 return
             self._drop_held(state, token, None if epoch is None else offset)
             if epoch is None:
-                del state.next[token]
+                state.next[token] = 0
             else:
                 if state.epoch != epoch:
                     self._new_epoch(group, state, epoch)
@@ -146,7 +154,9 @@ class Sequencer:
                 self._arm(group, state)
 
     def forget(self, group: str, token: str) -> None:
+        """`token` left `group`: messages still in flight to it are dropped."""
         with self._lock:
+            self._note_left(group, token)
             state = self._groups.get(group)
             if state is None:
                 return
@@ -159,8 +169,18 @@ class Sequencer:
     def clear(self) -> None:
         with self._lock:
             self._groups.clear()
+            self._left.clear()
 
     # Internals, with the lock held
+
+    def _note_left(self, group: str, token: str) -> None:
+        """Remember a leave for as long as a message sent before it may arrive
+        (LEFT_SECONDS), so that it is not taken for a member we never knew."""
+        now = time.monotonic()
+        if len(self._left) >= 4096:
+            cutoff = now - LEFT_SECONDS
+            self._left = {k: at for k, at in self._left.items() if at > cutoff}
+        self._left[(group, token)] = now
 
     def _handed(
         self, deadline: int, tokens: list[str], payload: bytes, counted: bool
@@ -186,7 +206,7 @@ class Sequencer:
         state.joined.clear()
         for token, n in list(state.next.items()):
             if n != JOINING:
-                del state.next[token]
+                state.next[token] = 0
 
     def _drop_held(self, state: _Group, token: str, upto: int | None) -> None:
         """Take `token` out of held messages up to `upto` (all if None); those
