@@ -29,7 +29,7 @@ from .connections import script
 from .groups import Groups
 from .history_scripts import GROUP_BOXES_HISTORY, GROUP_SEND_HISTORY, READ_HISTORY
 from .inbox import Inbox
-from .keys import group_tag, route
+from .keys import CID_LENGTH, group_tag, route
 from .position import Stamp, mark, with_position
 from .scripts import Script
 from .sequencer import Entry, Sequencer
@@ -128,10 +128,23 @@ class RedisHistory:
                 0, [MemberUnreachable(s.channel, why) for s in sessions]
             )
         stamped = with_position(payload, append.epoch, append.offset)
-        tokens = [route(s.channel).token or "" for s in sessions]
+        by_token = {_token_of(s.channel): s for s in sessions}
         stamp = Stamp(group, append.epoch, append.offset)
-        started = self.sequencer.arrive(stamp, tokens, stamped, 0, counted=False)
-        return result + await self._outcome(len(tokens), started)
+
+        def hand(_deadline: int, tokens: list[str], payload: bytes, _c: bool) -> Any:
+            chosen = (
+                [by_token[t] for t in tokens]
+                if len(tokens) < len(by_token)
+                else sessions
+            )
+            return self._sessions.start_many(
+                chosen, payload, asyncio.get_running_loop()
+            )
+
+        started = self.sequencer.arrive(
+            stamp, list(by_token), stamped, 0, counted=False, hand=hand
+        )
+        return result + await self._outcome(len(sessions), started)
 
     async def _outcome(self, count: int, started: Any) -> SendResult:
         """The count for the sender's own sessions: held ones count as handed on
@@ -283,6 +296,13 @@ class RedisHistory:
         """Timers run on the pump's loop (a sender's loop may close right after)."""
         loop = self._inbox.pump_loop() or asyncio.get_running_loop()
         loop.call_soon_threadsafe(loop.call_later, delay, callback)
+
+
+def _token_of(channel: str) -> str:
+    """The token of one of this instance's channels ("<prefix>.<cid>!<local>"
+    without ".<cid>"): `keys.route` without its checks, for every session."""
+    bang = channel.index("!")
+    return channel[: bang - CID_LENGTH - 1] + channel[bang:]
 
 
 def _ttl_ms(options: GroupOptions) -> int:

@@ -89,10 +89,12 @@ class Sequencer:
         payload: bytes,
         deadline: int,
         counted: bool = True,
+        hand: Hand | None = None,
     ) -> Any:
         """Hand `payload` (offset `stamp.offset`) to the `tokens` whose turn it is,
         hold it for those still missing an earlier one; returns what handing it on
-        started (None if nobody got it now)."""
+        started (None if nobody got it now). `hand` replaces the usual hand-off
+        for the ones handed on now (the sender knows its sessions already)."""
         offset = stamp.offset
         with self._lock:
             group = self._group(stamp.group, stamp.epoch)
@@ -117,7 +119,9 @@ class Sequencer:
                 self.holds += 1
             if dropped and counted:
                 self._ack(dropped)
-            started = self._hand(deadline, now, payload, counted) if now else None
+            started = None
+            if now:
+                started = (hand or self._hand)(deadline, now, payload, counted)
             if now and group.held:
                 self._release(group, now)
             if held:
