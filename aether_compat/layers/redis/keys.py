@@ -20,6 +20,9 @@ sit in one Redis Cluster slot, and placement on several hosts is by that tag too
     <prefix>:{g.<group>}:p   zset  box -> latest join time (ms): where g has members
                                    (a box leaves it with its last member; empty
                                    sorted sets vanish, so no key outlives them)
+    <prefix>:{g.<group>}:o   hash  history groups only: epoch and newest offset
+    <prefix>:{g.<group>}:h   list  history groups only: the stored messages
+                                   (history_scripts.py)
 
 Every key continues `<prefix>:{`, which is what `flush()` matches (`scan_pattern`).
 """
