@@ -108,20 +108,24 @@ async def history_memory(
     server: RedisProcess, groups: int, size: int, ttl: float
 ) -> dict[str, float]:
     """Bytes of history for `groups` groups sent 2 x `size` messages each."""
-    options = {"room*": {"history_size": size, "history_ttl": ttl}}
+    options = {"room*": {"history_size": size, "history_ttl": 600}}
     layer = RedisChannelLayer(hosts=[server.url], prefix="mem", group_options=options)
     client = server.client()
     client.flushall()
     before = client.info("memory")["used_memory"]
     try:
-        names = [f"room:{n}" for n in range(groups)]
-        for _ in range(2 * size):
-            for first in range(0, groups, 500):
-                batch = names[first : first + 500]
-                await asyncio.gather(*(layer.group_send(g, MESSAGE) for g in batch))
+        await fill(layer, [f"room:{n}" for n in range(groups)], 2 * size)
         keys = usage(client, "mem:*")
         after = client.info("memory")["used_memory"]
         entry = entry_bytes(client)
+        client.flushall()
+        # history_ttl: the same groups with a short one, measured once it passed
+        options = {"room*": {"history_size": size, "history_ttl": ttl}}
+        short = RedisChannelLayer(
+            hosts=[server.url], prefix="mem", group_options=options
+        )
+        await fill(short, [f"room:{n}" for n in range(groups)], 1)
+        await short.close()
         await asyncio.sleep(ttl + 1)  # history_ttl is what is measured here
         later = usage(client, "mem:*:h")
         left = usage(client, "mem:*")
@@ -136,6 +140,13 @@ async def history_memory(
         client.flushall()
         client.close()
         await layer.close()
+
+
+async def fill(layer: RedisChannelLayer, names: list[str], rounds: int) -> None:
+    for _ in range(rounds):
+        for first in range(0, len(names), 500):
+            batch = names[first : first + 500]
+            await asyncio.gather(*(layer.group_send(g, MESSAGE) for g in batch))
 
 
 def usage(client: redis.Redis, pattern: str) -> int:
@@ -183,9 +194,14 @@ def storage_choice(server: RedisProcess, groups: int, size: int) -> dict[str, fl
     return found
 
 
-async def one_repeat(samples: Samples, server: RedisProcess, quick: bool) -> None:
+async def one_repeat(
+    samples: Samples, server: RedisProcess, quick: bool, repeat: int
+) -> None:
+    """Each metric with history and without, one after the other; which goes
+    first alternates between repeats, so a drift of the machine evens out."""
     seconds = 1.0 if quick else 2.0
-    for history, name in ((False, "none"), (True, "history")):
+    order = ((False, "none"), (True, "history"))
+    for history, name in order if repeat % 2 else order[::-1]:
         samples.add(
             "ms per broadcast, 1,000 receive()",
             name,
@@ -225,7 +241,7 @@ def rows_of(samples: Samples) -> list[Row]:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter rounds")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="write bench/results/")
     args = parser.parse_args()
     server = RedisProcess().start()
@@ -233,7 +249,7 @@ async def main() -> None:
     try:
         for repeat in range(args.repeats):
             print(f"repeat {repeat + 1}/{args.repeats} ...", file=sys.stderr)
-            await one_repeat(samples, server, args.quick)
+            await one_repeat(samples, server, args.quick, repeat)
         groups, size = (1000, 10) if args.quick else (10_000, 20)
         memory = await history_memory(server, groups, size, ttl=3)
         storage = storage_choice(server, 1000 if args.quick else 2000, 100)

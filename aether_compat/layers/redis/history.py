@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ...errors import MemberUnreachable
+from ...errors import ChannelFull, MemberUnreachable
 from ...history import History, Position
 from ...results import SendResult
 from ...session_finish import timed_out
@@ -33,7 +33,7 @@ from .keys import CID_LENGTH, group_tag, route
 from .position import Stamp, mark, with_position
 from .scripts import Script
 from .sequencer import Entry, Sequencer
-from .util import REDIS_FAILURES, Parts, now_ms
+from .util import REDIS_FAILURES, Parts, logger, now_ms
 
 NO_HISTORY = History(epoch="", offset=0, messages=[], recovered=False)
 
@@ -94,6 +94,7 @@ class RedisHistory:
         self._stats = parts.stats
         self._groups = groups
         self._inbox = inbox
+        self._tokens: dict[str, str] = {}  # channel -> token, for own sessions
         handoff = inbox.handoff
         self.sequencer = Sequencer(
             handoff.hand,
@@ -128,7 +129,15 @@ class RedisHistory:
                 0, [MemberUnreachable(s.channel, why) for s in sessions]
             )
         stamped = with_position(payload, append.epoch, append.offset)
-        by_token = {_token_of(s.channel): s for s in sessions}
+        tokens = self._tokens
+        if len(tokens) > 100_000:  # names of gone sessions pile up
+            tokens.clear()
+        by_token = {}
+        for session in sessions:
+            token = tokens.get(session.channel)
+            if token is None:
+                token = tokens[session.channel] = _token_of(session.channel)
+            by_token[token] = session
         stamp = Stamp(group, append.epoch, append.offset)
 
         def hand(_deadline: int, tokens: list[str], payload: bytes, _c: bool) -> Any:
@@ -196,7 +205,12 @@ class RedisHistory:
                 handed = None if last is None else (0, last[1])
                 self.sequencer.joined(group, token, epoch, offset, handed)
         if last is not None and not own:
-            await send(channel, codec.decode(last[1]))
+            try:
+                await send(channel, codec.decode(last[1]))
+            except (ChannelFull, MemberUnreachable) as exc:  # the join itself stands
+                logger.warning(
+                    "last_on_join: %s did not take %s's last: %s", channel, group, exc
+                )
 
     def forget(self, group: str, channel: str) -> None:
         box, token = route(channel)
