@@ -27,6 +27,7 @@ from ..group_options import GroupOptions
 from .confirm import Request
 from .connections import script
 from .groups import Groups
+from .history_read import as_history, parse_entry, ttl_ms
 from .history_scripts import GROUP_BOXES_HISTORY, GROUP_SEND_HISTORY, READ_HISTORY
 from .inbox import Inbox
 from .keys import CID_LENGTH, group_tag, route
@@ -34,8 +35,6 @@ from .position import Stamp, mark, with_position
 from .scripts import Script
 from .sequencer import Entry, Sequencer
 from .util import REDIS_FAILURES, Parts, logger, now_ms
-
-NO_HISTORY = History(epoch="", offset=0, messages=[], recovered=False)
 
 
 class Append:
@@ -51,8 +50,8 @@ class Append:
         self.epoch = ""
         self.offset = 0
         head = " ".join([str(now_ms()), *excluded])
-        ttl_ms = max(1, int(options.history_ttl * 1000))
-        self._args = [new_epoch(), meta_ttl_ms, options.history_size, ttl_ms, head]
+        ttl = ttl_ms(options)
+        self._args = [new_epoch(), meta_ttl_ms, options.history_size, ttl, head]
 
     def one_server(self, args: list[Any]) -> tuple[Script, list[Any]]:
         return GROUP_SEND_HISTORY, [*args, *self._args]
@@ -220,7 +219,7 @@ class RedisHistory:
     def _newest(
         self, entries: list[Entry], options: GroupOptions, epoch: str
     ) -> tuple[int, bytes] | None:
-        fresh = [e for e in entries if e[1] >= now_ms() - _ttl_ms(options)]
+        fresh = [e for e in entries if e[1] >= now_ms() - ttl_ms(options)]
         if not fresh:
             return None
         offset, _, _, data = fresh[-1]
@@ -240,34 +239,16 @@ class RedisHistory:
     ) -> History:
         """`group_history()`: see aether_compat.history.History."""
         if not options.keeps_history:
-            return NO_HISTORY
+            return History.none()
         count = min(limit or options.history_size, options.history_size)
         start = -1 if since is None else since.offset
         epoch, offset, entries = await self._read(
             group, self._meta_ttl(options), start, count
         )
-        fresh_from = now_ms() - _ttl_ms(options)
-        if since is None:
-            fresh = [e for e in entries if e[1] >= fresh_from]
-            return History(epoch, offset, self._messages(fresh, epoch), True)
-        missed = offset - since.offset
-        if since.epoch != epoch or missed < 0 or (limit is not None and missed > limit):
-            return History(epoch, offset, [], False)
-        complete = len(entries) == missed and all(e[1] >= fresh_from for e in entries)
-        messages = self._messages(entries, epoch) if complete else []
-        if len(messages) != missed:
-            return History(epoch, offset, [], False)
-        return History(epoch, offset, messages, True)
-
-    def _messages(self, entries: list[Any], epoch: str) -> list[dict[str, Any]]:
-        messages = []
-        for offset, _, _, data in entries:
-            payload = self._seal.open(data)
-            if payload is not None:
-                message = codec.decode(payload)
-                message["offset"], message["epoch"] = offset, epoch
-                messages.append(message)
-        return messages
+        fresh_from = now_ms() - ttl_ms(options)
+        return as_history(
+            Position(epoch, offset), entries, since, limit, fresh_from, self._seal
+        )
 
     async def _read(
         self, group: str, meta_ttl: int, since: int, count: int
@@ -278,13 +259,13 @@ class RedisHistory:
         lua = script(READ_HISTORY, [meta_key(self.prefix, group)], args)
         (result,) = await self._connections.execute([(group_tag(group), lua)])
         epoch, offset, _first, *raw = result
-        return epoch.decode(), int(offset), [_entry(item) for item in raw]
+        return epoch.decode(), int(offset), [parse_entry(item) for item in raw]
 
     def _meta_ttl(self, options: GroupOptions) -> int:
         """The epoch and offset outlive the messages (history_ttl) and last as
         long as memberships (group_expiry): a client that saw everything before
         a quiet spell still resumes with `recovered` True."""
-        return max(self.meta_ttl_ms, _ttl_ms(options))
+        return max(self.meta_ttl_ms, ttl_ms(options))
 
     # For the sequencer
 
@@ -317,13 +298,3 @@ def _token_of(channel: str) -> str:
     without ".<cid>"): `keys.route` without its checks, for every session."""
     bang = channel.index("!")
     return channel[: bang - CID_LENGTH - 1] + channel[bang:]
-
-
-def _ttl_ms(options: GroupOptions) -> int:
-    return max(1, int(options.history_ttl * 1000))
-
-
-def _entry(item: bytes) -> tuple[int, int, list[str], bytes]:
-    head, data = item.split(b"\n", 1)
-    offset, ms, *excluded = head.decode().split(" ")
-    return int(offset), int(ms), excluded, data

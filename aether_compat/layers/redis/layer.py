@@ -15,7 +15,7 @@ from re import Pattern
 from typing import Any
 
 from ...errors import ChannelFull, MemberUnreachable
-from ...history import History, check_limit, check_since
+from ...history import POSITION_KEYS, History, check_limit, check_since
 from ...results import SendResult
 from ...sessions import SessionTable
 from .. import codec
@@ -267,6 +267,9 @@ class RedisChannelLayer(AetherLayer):
         process counts as sent only once that process said it handed the message
         on; members of a process that stays silent past the deadline fail."""
         self.require_valid_group_name(group)
+        options = self._options(group)
+        if options.keeps_history and _has_position(message):  # the layer sets them
+            message = {k: v for k, v in message.items() if k not in POSITION_KEYS}
         payload = codec.encode(message)
         window = self.confirm_window(confirm)
         skip, session_calls = self._groups.local_sessions(group)
@@ -275,7 +278,6 @@ class RedisChannelLayer(AetherLayer):
             excluded = self.excluded(exclude)
             skip += skip_entries(excluded)
             session_calls = [s for s in session_calls if s.channel not in excluded]
-        options = self._options(group)
         if options.keeps_history:
             request = None if window is None else Request.within(self.prefix, window)
             return await self._history.send(
@@ -360,3 +362,7 @@ class RedisChannelLayer(AetherLayer):
 
     def _capacity(self, channel: str) -> int:
         return self.get_capacity(channel) if self.channel_capacity else self.capacity
+
+
+def _has_position(message: Any) -> bool:
+    return isinstance(message, dict) and ("offset" in message or "epoch" in message)
