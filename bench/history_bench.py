@@ -187,8 +187,9 @@ def storage_choice(server: RedisProcess, groups: int, size: int) -> dict[str, fl
     """Bytes per group and µs per append for a capped list and a Stream."""
     client = server.client()
     entry = b"12345 1764540000000\n" + b"x" * 80  # offset, time, a small message
-    found = {}
-    for name, lua in (("list", LIST_APPEND), ("stream", STREAM_APPEND)):
+    found: dict[str, float] = {}
+    kinds = (("list", LIST_APPEND), ("stream", STREAM_APPEND))
+    for name, lua in kinds + kinds[::-1]:  # each twice, in both orders: the best
         client.flushall()
         append = client.register_script(lua)
         start = time.perf_counter()
@@ -197,9 +198,10 @@ def storage_choice(server: RedisProcess, groups: int, size: int) -> dict[str, fl
             for _ in range(2 * size):
                 append(keys=[f"s:{{g.{group}}}:h"], args=[entry, size], client=pipe)
             pipe.execute()
-        spent = time.perf_counter() - start
+        spent = (time.perf_counter() - start) / (groups * 2 * size) * 1e6
         found[f"{name}: bytes per group"] = usage(client, "s:*") / groups
-        found[f"{name}: µs per append"] = spent / (groups * 2 * size) * 1e6
+        best = found.get(f"{name}: µs per append", spent)
+        found[f"{name}: µs per append"] = min(best, spent)
     client.flushall()
     client.close()
     return found
