@@ -119,10 +119,9 @@ class SocketDelivery(AsyncWebsocketConsumer):
                 raise ChannelFull(self.channel_name, self._inbox.maxsize) from None
             return
         if self.state != OPEN:
-            # Held back for a resume of a group joined on connect (`resume.py`).
-            if (hold := self.hold_back) is None or "offset" not in event:
-                raise self._not_open()
-            if not hold(event):
+            # A group joined on connect holds its messages while it resumes.
+            hold = self.hold_back
+            if hold is None or "offset" not in event or not hold(event):
                 raise self._not_open()
             return
         await self._write(event)

@@ -10,8 +10,10 @@ import pytest
 from channels.layers import InMemoryChannelLayer as StockMemoryLayer
 
 from aether_compat import Channels
-from aether_compat.history import History
-from aether_compat.layers import InMemoryChannelLayer
+from aether_compat.history import History, Position
+from aether_compat.layers import InMemoryChannelLayer, codec
+from aether_compat.layers.group_options import GroupOptions
+from aether_compat.layers.memory_history import MemoryHistory
 from tests.history_contract import *  # noqa: F403  (the contract's tests run here)
 from tests.history_contract import broadcast
 
@@ -24,39 +26,59 @@ def make_history_layer() -> Any:
 SHORT = {"tick:*": {"history_size": 10, "history_ttl": 0.2}}
 
 
-async def test_messages_older_than_history_ttl_leave_history():
-    layer = InMemoryChannelLayer(group_options=SHORT)
-    await broadcast(layer, "tick:a", 2)
-    epoch = (await layer.group_history("tick:a")).epoch
-    await asyncio.sleep(0.12)
-    await broadcast(layer, "tick:a", 1, start=2)
-    await asyncio.sleep(0.12)  # the first two are past their ttl, the third is not
-    history = await layer.group_history("tick:a")
-    assert [m["n"] for m in history.messages] == [2]
-    assert (history.epoch, history.offset) == (epoch, 3)
-    gone = await layer.group_history("tick:a", since=(epoch, 1))
-    assert (gone.messages, gone.recovered) == ([], False)
+TTL = GroupOptions(history_size=10, history_ttl=1.0)
 
 
-async def test_a_stream_that_expired_whole_starts_a_new_epoch():
+def payload(n: int) -> bytes:
+    return codec.encode({"type": "x", "n": n})
+
+
+def test_messages_older_than_history_ttl_leave_history():
+    """Each message leaves history `history_ttl` after it was sent; the stream,
+    still in use, keeps its epoch and offsets (times are given, not waited for)."""
+    history = MemoryHistory()
+    history.append("g", TTL, payload(0), now=0.0)
+    history.append("g", TTL, payload(1), now=0.0)
+    history.append("g", TTL, payload(2), now=0.8)
+    epoch, offset, kept, recovered = history.read("g", TTL, None, None, now=1.5)
+    assert [codec.decode(p)["n"] for p in kept] == [2]
+    assert (offset, recovered) == (3, True)
+    gone = history.read("g", TTL, Position(epoch, 1), None, now=1.5)
+    assert (gone[2], gone[3]) == ([], False)
+    assert history.read("g", TTL, Position(epoch, 2), None, now=1.5)[3] is True
+
+
+def test_a_stream_that_expired_whole_starts_a_new_epoch():
+    history = MemoryHistory()
+    history.append("g", TTL, payload(0), now=0.0)
+    before = history.read("g", TTL, None, None, now=0.5)[0]
+    history.append("g", TTL, payload(1), now=2.0)
+    epoch, offset, kept, recovered = history.read(
+        "g", TTL, Position(before, 1), None, now=2.0
+    )
+    assert epoch != before
+    assert (offset, kept, recovered) == (1, [], False)
+
+
+def test_memory_is_bounded_by_the_settings_for_10000_groups():
+    history = MemoryHistory()
+    for n in range(10_000):
+        history.append(f"g{n}", TTL, payload(n), now=0.0)
+    assert history.streams == 10_000
+    history.append("last", TTL, payload(0), now=1.5)
+    assert history.streams == 1  # the dead streams went with that send
+
+
+async def test_the_layer_forgets_a_stream_after_history_ttl():
     layer = InMemoryChannelLayer(group_options=SHORT)
     await broadcast(layer, "tick:a", 2)
     before = (await layer.group_history("tick:a")).position
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # past the 0.2 s ttl: a longer wait changes nothing
+    assert layer._history.streams == 1
     await broadcast(layer, "tick:a", 1)
     after = await layer.group_history("tick:a", since=before)
     assert after.epoch != before.epoch
     assert (after.offset, after.recovered) == (1, False)
-
-
-async def test_memory_is_bounded_by_the_settings_for_10000_groups():
-    layer = InMemoryChannelLayer(group_options=SHORT)
-    for n in range(10_000):
-        await layer.group_send(f"tick:{n}", {"type": "x", "n": n})
-    assert layer._history.streams == 10_000
-    await asyncio.sleep(0.3)
-    await layer.group_send("tick:last", {"type": "x"})
-    assert layer._history.streams == 1  # the dead streams went with that send
 
 
 async def test_a_layer_without_group_options_keeps_no_history_table():
@@ -113,3 +135,26 @@ async def test_a_stock_layer_has_no_history():
     Channels.configure(StockMemoryLayer())
     with pytest.raises(NotImplementedError, match="history"):
         await Channels.group("room:a").history()
+
+
+def test_sends_from_many_threads_get_every_offset_once():
+    """The offset is given under the layer's lock: threads with loops of their own
+    never share or skip one."""
+    layer = InMemoryChannelLayer(
+        group_options={"room:*": {"history_size": 1000, "history_ttl": 60}}
+    )
+
+    def worker() -> None:
+        async def sends() -> None:
+            for _ in range(250):
+                await layer.group_send("room:t", {"type": "x"})
+
+        asyncio.run(sends())
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    history = asyncio.run(layer.group_history("room:t"))
+    assert [m["offset"] for m in history.messages] == list(range(1, 1001))

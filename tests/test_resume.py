@@ -335,3 +335,39 @@ async def test_live_messages_during_the_history_read_are_held_then_deduplicated(
         ]
         assert await ws.receive_nothing(0.05)
         await ws.disconnect()
+
+
+async def test_a_late_live_copy_of_a_replayed_message_is_dropped(hlayer):
+    """A live message the replay already had (its offset was given before the
+    history read, it reached the connection after it) is not sent twice."""
+    await say("room:a", 1)
+    seen = await position("room:a")
+    await say("room:a", 2, start=1)
+    ws = await open_ws()
+    joined = await ask(ws, action="join", group="room:a", since=seen)
+    assert [(await frame(ws))["offset"] for _ in range(2)] == [2, 3]
+    (channel,) = await hlayer.group_members("room:a")
+    late = {"type": "aether.message", "text": "m2", "group": "room:a"}
+    await hlayer.send(channel, {**late, "offset": 3, "epoch": joined["epoch"]})
+    await say("room:a", 1, start=3)
+    assert (await frame(ws))["offset"] == 4
+    await ws.disconnect()
+
+
+async def test_a_legacy_client_resumes_a_connect_group_from_the_query_string(hlayer):
+    await say("room:a", 1)
+    seen = await position("room:a")
+    await say("room:a", 1, start=1)
+    query = f"?since=room:a:{seen['epoch']}:{seen['offset']}"
+    ws = await open_ws(query, groups=["room:a"], subprotocols=())
+    reply = await frame(ws)
+    assert json.loads(reply["payload"])["recovered"] is True
+    assert await frame(ws) == "m1"
+    await ws.disconnect()
+
+
+async def test_a_legacy_client_without_since_gets_no_extra_frame_on_connect(hlayer):
+    await say("room:a", 1)
+    ws = await open_ws(groups=["room:a"], subprotocols=())
+    assert await ws.receive_nothing(0.05)
+    await ws.disconnect()
