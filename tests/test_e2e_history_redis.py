@@ -61,16 +61,19 @@ def server(request):
         assert not running.tracebacks(), running.log
 
 
-async def test_a_client_of_a_killed_server_resumes_on_another(tmp_path):
+@pytest.mark.parametrize(
+    "redis", [one_redis, three_node_cluster], ids=["redis", "cluster"]
+)
+async def test_a_client_of_a_killed_server_resumes_on_another(tmp_path, redis):
     """Two daphne servers share Redis; server A is killed (-9) under a client in
     room:x; 50 messages are broadcast from B meanwhile; the client reconnects to
     B and resumes: exactly the 50, in order, no duplicate, recovered true."""
     db_path = tmp_path / "shared.sqlite3"
     prepare_database(db_path)
     with (
-        redis_server() as redis,
-        asgi_server("daphne", db_path, **layer_env([redis.url])) as a,
-        asgi_server("daphne", db_path, **layer_env([redis.url])) as b,
+        redis() as env,
+        asgi_server("daphne", db_path, **env) as a,
+        asgi_server("daphne", db_path, **env) as b,
     ):
         sender = await Client.open(b)
         client = await Client.open(a)
