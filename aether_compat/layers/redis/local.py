@@ -23,7 +23,7 @@ class LocalChannels:
     """Buffers and waiting receivers of this process's channels (any event loop)."""
 
     def __init__(self) -> None:
-        self._buffers: dict[str, deque[tuple[int, bytes, str | None]]] = {}
+        self._buffers: dict[str, deque[tuple[int, bytes, str]]] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._deadlines: list[tuple[int, int, tuple[str, ...]]] = []
         self._read_at: dict[str, int] = {}
@@ -33,14 +33,9 @@ class LocalChannels:
         self.acks: dict[str, int] = {}
 
     def put(
-        self,
-        deadline: int,
-        targets: list[tuple[str, str]],
-        payload: bytes,
-        counted: bool = True,
+        self, deadline: int, targets: list[tuple[str, str]], payload: bytes
     ) -> None:
-        """Buffer one stored item for each (channel, token) and wake their readers.
-        An item not `counted` in Redis (a gap filled from history) acks nothing."""
+        """Buffer one stored item for each (channel, token) and wake their readers."""
         running = running_loop()
         item_of = (deadline, payload)
         names = tuple(name for name, _ in targets)
@@ -51,7 +46,7 @@ class LocalChannels:
                 buffer = buffers.get(name)
                 if buffer is None:
                     buffer = buffers[name] = deque()
-                buffer.append((*item_of, token if counted else None))
+                buffer.append((*item_of, token))
                 if name in waiting:
                     wake_one(waiting[name], running)
             heapq.heappush(self._deadlines, (deadline, next(self._order), names))
@@ -69,8 +64,7 @@ class LocalChannels:
             buffer = self._buffers.get(name)
             while buffer:
                 deadline, payload, token = buffer.popleft()
-                if token is not None:
-                    self._ack(token, 1)
+                self._ack(token, 1)
                 if not buffer:
                     del self._buffers[name]
                 if deadline >= now:
@@ -197,9 +191,7 @@ class LocalChannels:
         buffer = self._buffers.get(name)
         dropped = False
         while buffer and buffer[0][0] < now:
-            token = buffer.popleft()[2]
-            if token is not None:
-                self._ack(token, 1)
+            self._ack(buffer.popleft()[2], 1)
             dropped = True
         if buffer is not None and not buffer:
             del self._buffers[name]
