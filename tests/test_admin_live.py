@@ -71,6 +71,7 @@ def watch_and_disconnect(browser, admin_url: str, chat_url: str) -> None:
     alice = _page(browser, chat_url, "alice")
     bob = _page(browser, chat_url, "bob")
     try:
+        Browser(chat_url).login("staff").create_room("ops-room")
         alice.goto(chat_url + "/chat/ops-room/")
         expect(alice.locator("#status")).to_have_attribute("data-state", "open")
         admin.goto(admin_url + "/admin/aether/?group=room:ops-room")
