@@ -6,31 +6,20 @@ import re
 import urllib.error
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
+from tests import test_pages as pages
 from tests.support.redis_servers import redis_server
 from tests.support.servers import Browser, daphne_server, prepare_database
-from tests.test_pages import CHROMIUM, CHROMIUM_ARGS, login, shot
+from tests.test_pages import login, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 WAIT_MS = 10000
 
-
-@pytest.fixture(scope="module")
-def server():
-    with daphne_server() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
+# The pages' fixtures, shared: one daphne server and one Chromium per module.
+browser = pages.browser
+server = pages.server
 
 
 def _page(browser, base_url: str, username: str) -> Page:
