@@ -104,8 +104,11 @@ async def test_1000_pipelined_commands_get_their_replies_in_order(server):
         while len(replies) < len(commands):
             frames.append(await ws.recv())
             frame = json.loads(frames[-1])
-            if frame["type"] not in ("aether.message", "aether.ping"):
-                replies.append(frame)
+            if frame["type"] in ("aether.message", "aether.ping"):
+                continue
+            if frame["type"] == "aether.joined" and frame["ref"] is None:
+                continue  # the position of a group joined on connect (history)
+            replies.append(frame)
     elapsed = time.monotonic() - started
     assert [reply["ref"] for reply in replies] == [c["ref"] for c in commands]
     errors = [reply for reply in replies if reply["type"] == "aether.error"]
