@@ -23,6 +23,7 @@ from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from . import resume
 from .authority import RightsWatch, control_groups, expire
 from .delivery import CLOSED, CONNECTING, OPEN, SocketDelivery
 from .errors import CommandRejected
@@ -72,6 +73,7 @@ class AetherConsumer(SocketDelivery):
 
     dialect: Dialect = LEGACY
     _heartbeat: Heartbeat | None = None
+    resuming: "resume.Resume | None" = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.scope = scope
@@ -173,11 +175,14 @@ class AetherConsumer(SocketDelivery):
         if not all(self.policy.may_join(self.user, group) for group in groups):
             await self.close()
             return
+        held = resume.hold_connect_groups(self, groups)
         if not await self._join_on_connect(groups):
             await self.close()
             return
         await self.accept(subprotocol=self.dialect.subprotocol)
         self.state = OPEN
+        if held:
+            await resume.catch_up_connect_groups(self, held)
         if self.dialect.heartbeats:
             self._start_heartbeat()
         if is_authenticated(self.user):
@@ -256,17 +261,17 @@ class AetherConsumer(SocketDelivery):
                 reply = self.dialect.error(exc, None, exc.ref)
             else:
                 reply = self.dialect.error(exc, command.group, command.ref)
-        if self.state == OPEN:
+        if reply and self.state == OPEN:
             await self.send(text_data=reply)
 
     async def run_command(self, command: Command) -> str:
-        """Carry out an allowed join, leave or send and return the reply frame."""
+        """Carry out an allowed join, leave or send and return the reply frame ("":
+        written already, as a resuming join writes it ahead of its replay)."""
         group = command.group
         if group is None:
             raise ValueError(f"run_command() needs a group command, got {command}")
         if command.action == "join":
-            await self.join(group)
-            return self.dialect.joined(group, command.ref)
+            return await resume.join(self, group, command.since, command.ref)
         if command.action == "leave":
             await self.leave(group)
             return self.dialect.left(group, command.ref)
@@ -297,6 +302,8 @@ class AetherConsumer(SocketDelivery):
         """Remove this connection from `group`; leaving a group it is not in is fine."""
         with _layer_errors():
             await self.channels.group_discard(group, self.channel_name)
+        if self.resuming is not None:
+            self.resuming.forget(group)
         if group in self.in_groups:
             self.in_groups.discard(group)
             await self.left(group)

@@ -10,7 +10,7 @@ behind is closed with 4013, checked on a timer as well as on each message."""
 import asyncio
 import functools
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -34,6 +34,9 @@ class SocketDelivery(AsyncWebsocketConsumer):
 
     state = CONNECTING
     outbound: OutboundLimit
+    hold_back: Callable[[dict[str, Any]], bool] | None = None
+    """Set while groups resume (`resume.py`): takes a live message with an offset
+    and returns True when it keeps it back or the replay had it."""
 
     def get_outbound_gauge(self, send: Any) -> OutboundGauge:
         """What tells how far behind the client is (see `outbound.py`)."""
@@ -117,7 +120,11 @@ class SocketDelivery(AsyncWebsocketConsumer):
                 raise ChannelFull(self.channel_name, self._inbox.maxsize) from None
             return
         if self.state != OPEN:
-            raise self._not_open()
+            # A group joined on connect holds its messages while it resumes.
+            hold = self.hold_back
+            if hold is None or "offset" not in event or not hold(event):
+                raise self._not_open()
+            return
         await self._write(event)
 
     def frame_text(self, event: dict[str, Any], text: str) -> str:
@@ -125,12 +132,38 @@ class SocketDelivery(AsyncWebsocketConsumer):
         return text
 
     async def _write(self, event: dict[str, Any]) -> None:
+        if (hold := self.hold_back) is not None and "offset" in event and hold(event):
+            return
         if (text := event.get("text")) is not None:
             self._send_frame(text=self.frame_text(event, text))
         elif (data := event.get("bytes")) is not None:
             self._send_frame(bytes_=data)
         else:
             raise InvalidMessage(f"an {AETHER_MESSAGE!r} event needs text or bytes")
+
+    def write_event_now(self, event: dict[str, Any]) -> None:
+        """Write a group message on the ordered path at once, past the outbound
+        limit: for replays, which `history_size` bounds."""
+        if (text := event.get("text")) is not None:
+            self._write_ordered(*_frame(self.frame_text(event, text), None))
+        elif (data := event.get("bytes")) is not None:
+            self._write_ordered(*_frame(None, data))
+
+    def write_text_now(self, text: str) -> None:
+        """Write one frame of the consumer's own on the ordered path at once."""
+        self._write_ordered(*_frame(text, None))
+
+    async def drained(self) -> None:
+        """Wait until every frame written so far was handed to the server."""
+        await self._buffer.drained()
+
+    def _write_ordered(self, message: dict[str, Any], size: int) -> None:
+        if self.state == CLOSED:
+            return
+        try:
+            self._buffer.write(message, size)
+        except Exception as exc:  # the client went away just now
+            logger.debug("not sent to %s: %r", self.channel_name, exc)
 
     # How bytes reach the server
 

@@ -29,6 +29,7 @@ from . import deferred, metrics
 from .authority import disconnect_event, session_group, user_group
 from .deferred import Deferred
 from .errors import MemberUnreachable, SessionSendFailed
+from .history import History
 from .layers import is_aether_layer
 from .layers.idempotency import DEFAULT_WINDOW, check_key
 from .limits import CLOSE_REVOKED
@@ -384,6 +385,14 @@ class Group:
         return await self._send(
             event, confirm, exclude, idempotency_key, on_commit, using
         )
+
+    async def history(self, since: Any = None, limit: int | None = None) -> History:
+        """The group's position and the messages it keeps (docs/history.md): with
+        `since` (an (epoch, offset) pair), exactly those after it, or none and
+        `recovered=False` when the gap is no longer all there."""
+        layer = self._facade.layer
+        _need_aether_layer(layer, "keeps no history")
+        return await layer.group_history(self.name, since=since, limit=limit)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Group):

@@ -11,6 +11,10 @@ for exactly what it missed, or learn that it cannot get it (`recovered=False`).
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+POSITION_KEYS = ("offset", "epoch")
+"""The keys a layer sets on every event of a history group (a sender's own values
+for them are replaced)."""
+
 
 class Position(NamedTuple):
     """Where a message stands in its group's stream."""
@@ -42,6 +46,11 @@ class History:
     def position(self) -> Position:
         return Position(self.epoch, self.offset)
 
+    @classmethod
+    def none(cls) -> "History":
+        """What `group_history()` says of a group that keeps no history."""
+        return cls(epoch="", offset=0, messages=[], recovered=False)
+
 
 def check_since(since: Any) -> Position | None:
     """`since` as a `Position`, or a `TypeError` that says what it must be."""
@@ -63,6 +72,7 @@ def check_since(since: Any) -> Position | None:
 
 
 def check_limit(limit: Any) -> int | None:
+    """`limit` checked: None or a positive integer."""
     if limit is None:
         return None
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:

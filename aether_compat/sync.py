@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import async_to_sync
 
+from .history import History
 from .limits import CLOSE_REVOKED
 from .messages import ChannelMessage
 from .results import SendResult
@@ -158,6 +159,10 @@ class SyncGroup:
             on_commit,
             using,
         )
+
+    def history(self, since: Any = None, limit: int | None = None) -> History:
+        """Blocking `Group.history`."""
+        return _run("group(...).history", self._group.history, since, limit)
 
     def _blocking(
         self,

@@ -23,6 +23,7 @@ cookie, and a logged-out session loses access on its next connection.
 import asyncio
 import contextlib
 import json
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 
@@ -214,28 +215,36 @@ async def settled_counts(
         raise AssertionError(f"dashboard shows {counts}, not {expected}") from None
 
 
-async def end_of_matrix(deployment: Deployment, listening: dict[str, LightClient]):
+async def end_of_matrix(
+    deployment: Deployment, listening: dict[str, LightClient], marker: str
+):
     """Put a marker behind every send in each listened group: from this process
-    through Redis, or (one process, in memory) as the listener's own send."""
+    through Redis, or (one process, in memory) as the listener's own send. Each run
+    has its own: a group that hands new members its last message (the demo's
+    dashboard) would otherwise hand a listener the marker of the run before."""
     for group, client in listening.items():
         if deployment.facade is not None:
-            await deployment.facade.group(group).broadcast(MARKER)
+            await deployment.facade.group(group).broadcast(marker)
         else:
-            client.send_command("send", group, MARKER)
+            client.send_command("send", group, marker)
 
 
-async def chat_until_marker(client: LightClient) -> dict[str, set[str]]:
+async def chat_until_marker(client: LightClient, marker: str) -> dict[str, set[str]]:
     """The chat payloads a listener got before the end-of-matrix marker, by the
     group they were sent to (a listener may be in its user's group as well)."""
     seen: dict[str, set[str]] = {}
     while True:
         frame = await client.next_text(within=10)
-        if frame == MARKER.encode():
+        if frame == marker.encode():
             return seen
+        if frame.startswith(MARKER.encode()):
+            continue  # an earlier run's, handed on join (last_on_join)
         message = json.loads(frame)
         if message.get("type") == "chat.message":
-            if message["payload"] == MARKER:
+            if message["payload"] == marker:
                 return seen
+            if message["payload"].startswith(MARKER):
+                continue  # an earlier run's, handed on join (last_on_join)
             seen.setdefault(message["target"], set()).add(message["payload"])
 
 
@@ -297,10 +306,11 @@ async def test_the_full_authorization_matrix(deployment, endpoint):
                     assert after == before, case
     counts = await member_counts(dashboard, tracked)
     assert counts == {group: expected[group] for group in tracked}
-    await end_of_matrix(deployment, listening)
+    marker = f"{MARKER}-{uuid.uuid4().hex[:8]}"
+    await end_of_matrix(deployment, listening, marker)
     received: dict[str, set[str]] = {group: set() for group in listening}
     for client in listening.values():
-        for group, payloads in (await chat_until_marker(client)).items():
+        for group, payloads in (await chat_until_marker(client, marker)).items():
             received.setdefault(group, set()).update(payloads)
     for client in [*actors, *listening.values(), dashboard]:
         await client.close()

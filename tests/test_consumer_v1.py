@@ -74,7 +74,7 @@ async def test_a_client_without_v1_gets_legacy_frames(layer):
     reply = ChannelMessage.from_json(await ws.receive_from(2))
     assert (reply.type, json.loads(reply.payload)) == (
         "aether.joined",
-        {"group": "room:a"},
+        {"group": "room:a", "recovered": None, "epoch": None, "offset": None},
     )
     await ws.disconnect()
 
@@ -84,7 +84,14 @@ async def test_every_reply_echoes_the_ref_with_its_json_type(layer, ref):
     ws, _ = await open_v1()
     await frame(ws)
     joined = await ask(ws, action="join", group="room:a", ref=ref)
-    assert joined == {"type": "aether.joined", "ref": ref, "group": "room:a"}
+    assert joined == {
+        "type": "aether.joined",
+        "ref": ref,
+        "group": "room:a",
+        "recovered": None,
+        "epoch": None,
+        "offset": None,
+    }
     own = await ask(ws, action="send", group="room:a", message="hi", ref=ref)
     assert own["type"] == "aether.message"
     assert await frame(ws) == {
@@ -107,6 +114,9 @@ async def test_a_command_without_ref_gets_ref_null(layer):
         "type": "aether.joined",
         "ref": None,
         "group": "room:a",
+        "recovered": None,
+        "epoch": None,
+        "offset": None,
     }
     await ws.disconnect()
 

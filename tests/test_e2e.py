@@ -16,6 +16,7 @@ from tests.support.e2e_ws import (
     WAIT,
     close_code,
     command,
+    joined_group,
     next_message,
     open_ws,
     reply,
@@ -96,7 +97,7 @@ async def test_two_users_chat_with_sender_and_counts(server, logins):
     bob = await open_ws(server, logins["bob"])
     for ws in (alice, bob):
         await command(ws, "join", "room:e2e")
-        assert await reply(ws) == ("aether.joined", {"group": "room:e2e"})
+        assert await joined_group(ws) == "room:e2e"
     await command(alice, "send", "room:e2e", "hi bob")
     for ws in (bob, alice):
         message = await next_message(ws)
@@ -139,7 +140,7 @@ async def test_bad_frame_gets_its_error_and_the_socket_stays_usable(
     kind, payload = await reply(ws)
     assert (kind, payload["code"]) == ("aether.error", code)
     await command(ws, "join", "room:after-bad-frame")
-    assert await reply(ws) == ("aether.joined", {"group": "room:after-bad-frame"})
+    assert await joined_group(ws) == "room:after-bad-frame"
     await ws.close()
 
 

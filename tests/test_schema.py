@@ -82,12 +82,23 @@ async def test_every_frame_of_a_real_session_validates(layer):
 def sample_frames():
     """One valid frame per `$defs` entry of a frame."""
     return {
-        "client.join": {"action": "join", "group": "room:a"},
+        "client.join": {
+            "action": "join",
+            "group": "room:a",
+            "since": {"epoch": "e1", "offset": 4},
+        },
         "client.leave": {"action": "leave", "group": "room:a", "ref": 1},
         "client.send": {"action": "send", "group": "g", "message": "m", "echo": True},
         "client.ping": {"action": "ping", "ref": "p"},
         "client.pong": {"action": "pong"},
-        "server.joined": {"type": "aether.joined", "ref": None, "group": "g"},
+        "server.joined": {
+            "type": "aether.joined",
+            "ref": None,
+            "group": "g",
+            "recovered": True,
+            "epoch": "e1",
+            "offset": 9,
+        },
         "server.left": {"type": "aether.left", "ref": 3, "group": "g"},
         "server.sent": {
             "type": "aether.sent",

@@ -11,6 +11,7 @@ and a group_send queues one shared (deadline, payload) item on every member.
 
 import asyncio
 import itertools
+import logging
 import secrets
 import threading
 import time
@@ -19,12 +20,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import ChannelFull, MemberUnreachable
+from ..history import History, check_limit, check_since
 from ..results import SendResult
 from ..sessions import Session
 from . import codec
 from .base import AetherLayer
+from .memory_history import MemoryHistory, decoded, strip_position
 from .wakeup import running_loop, wake_one
 
+logger = logging.getLogger(__name__)
 _NO_MEMBERS = SendResult()
 _IDLE_BATCH = 1024  # idle channels kept at most before they are forgotten
 _STOPPED_READING = "its reader stopped reading: it left its groups"
@@ -71,6 +75,8 @@ class InMemoryChannelLayer(AetherLayer):
         self._client = secrets.token_hex(6)
         self._counter = itertools.count(1)
         self._maybe_idle: set[str] = set()
+        # None when no group has options: a group_send then asks nothing more.
+        self._history = MemoryHistory() if self.group_options else None
 
     # Channels API
 
@@ -152,7 +158,10 @@ class InMemoryChannelLayer(AetherLayer):
                 ch.groups = {group}
             else:
                 ch.groups.add(group)
-            members[channel] = time.monotonic()
+            members[channel] = now = time.monotonic()
+            last = None if self._history is None else self._last(group, now)
+        if last is not None:
+            await self._hand_last(channel, last)
 
     async def group_discard(self, group: str, channel: str) -> None:
         members = self._members_of(group)
@@ -175,10 +184,19 @@ class InMemoryChannelLayer(AetherLayer):
         self._members_of(group)
         self.confirm_window(confirm)
         excluded = self.excluded(exclude) if exclude else None
+        options = None
+        if self._history is not None:
+            options = self.group_options.for_group(group)
+            if not options.keeps_history:
+                options = None
+            elif "offset" in message or "epoch" in message:
+                message = strip_position(message)
         payload = codec.encode(message)
         now = time.monotonic()
         self._lock.acquire()
         try:
+            if options is not None:
+                payload = self._history.append(group, options, payload, now)
             members = self._groups.get(group)
             if members and excluded:
                 members = {n: t for n, t in members.items() if n not in excluded}
@@ -265,6 +283,39 @@ class InMemoryChannelLayer(AetherLayer):
         with self._lock:
             return sum(len(members) for members in self._groups.values())
 
+    # History
+
+    async def group_history(
+        self, group: str, *, since: Any = None, limit: int | None = None
+    ) -> History:
+        """The group's position and its messages after `since` (all it keeps,
+        without): see `History` for what `recovered` promises."""
+        self.require_valid_group_name(group)
+        since = check_since(since)
+        limit = check_limit(limit)
+        options = self.group_options.for_group(group)
+        if self._history is None or not options.keeps_history:
+            return History.none()
+        with self._lock:
+            epoch, offset, payloads, recovered = self._history.read(
+                group, options, since, limit, time.monotonic()
+            )
+        return History(epoch, offset, decoded(payloads), recovered)
+
+    def _last(self, group: str, now: float) -> bytes | None:
+        options = self.group_options.for_group(group)
+        if not options.last_on_join or self._history is None:
+            return None
+        return self._history.newest(group, options, now)
+
+    async def _hand_last(self, channel: str, payload: bytes) -> None:
+        """`last_on_join`: the group's newest message to the new member alone; the
+        join stands if it cannot take it (a full channel, a failing session)."""
+        try:
+            await self.send(channel, codec.decode(payload))
+        except Exception as exc:
+            logger.info("the group's last message did not reach %s: %r", channel, exc)
+
     # Flush and close
 
     async def flush(self) -> None:
@@ -278,6 +329,8 @@ class InMemoryChannelLayer(AetherLayer):
             ch.groups = None
         self._groups = {}
         self._maybe_idle = set()
+        if self._history is not None:
+            self._history.forget_all()
         for name, ch in list(self._channels.items()):
             self._close_if_idle(name, ch)
 

@@ -2,6 +2,7 @@
 `CommandRejected` out (docs/protocol.md lists them). No I/O.
 
     {"action": "join" | "leave", "group": "room:lobby", "ref": 7}
+    {"action": "join", "group": "room:lobby", "since": {"epoch": "9f…", "offset": 41}}
     {"action": "send", "group": "room:lobby", "message": "hello", "echo": false}
     {"action": "ping" | "pong", "ref": "a1"}
 """
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import CommandRejected
+from ..history import Position
 from ..names import GROUP_NAME_RULE, is_group_name
 
 Action = Literal["join", "leave", "send", "ping", "pong"]
@@ -22,19 +24,22 @@ Ref = str | int
 integer from 0 to 2**53 - 1 (the integers a JavaScript number holds exactly)."""
 MAX_REF_LENGTH = 64
 MAX_REF_INT = 2**53 - 1
+MAX_EPOCH_LENGTH = 64
 
 
 @dataclass(frozen=True, slots=True)
 class Command:
     """One parsed client command: `group` is None only for `ping` and `pong`,
     `message` is set only for `send`; `echo=False` leaves the sender out of its own
-    broadcast."""
+    broadcast; `since` (join only) is the last position the client saw, to resume
+    from."""
 
     action: Action
     group: str | None = None
     message: str | None = None
     ref: Ref | None = None
     echo: bool = True
+    since: Position | None = None
 
 
 class _Number:
@@ -92,13 +97,15 @@ def _command(data: dict[str, Any], ref: Ref | None) -> Command:
     if action not in GROUP_ACTIONS:
         return Command(action, ref=ref)
     group = _group(data)
+    if action == "join" and "since" in data:
+        return Command(action, group, ref=ref, since=_since(data["since"]))
     if action != "send":
         return Command(action, group, ref=ref)
     return Command(action, group, _message(data), ref, _echo(data))
 
 
 FIELDS: dict[str, frozenset[str]] = {
-    "join": frozenset(("action", "group", "ref")),
+    "join": frozenset(("action", "group", "ref", "since")),
     "leave": frozenset(("action", "group", "ref")),
     "send": frozenset(("action", "group", "message", "ref", "echo")),
     "ping": frozenset(("action", "ref")),
@@ -179,6 +186,27 @@ def _ref(data: dict[str, Any]) -> Ref | None:
         "invalid_ref",
         f"ref must be a string of 1-{MAX_REF_LENGTH} characters or an integer "
         f"from 0 to 2**53 - 1; got {_show(ref)}",
+    )
+
+
+def _since(since: Any) -> Position:
+    """A join's `since`: {"epoch": non-empty string, "offset": integer >= 0}."""
+    if isinstance(since, dict) and set(since) == {"epoch", "offset"}:
+        epoch, offset = since["epoch"], since["offset"]
+        if (
+            isinstance(epoch, str)
+            and 0 < len(epoch) <= MAX_EPOCH_LENGTH
+            and _encodable(epoch)
+            and isinstance(offset, _Number)
+            and offset.text.isdigit()
+            and len(offset.text) <= 16
+            and int(offset.text) <= MAX_REF_INT
+        ):
+            return Position(epoch, int(offset.text))
+    raise CommandRejected(
+        "invalid_since",
+        'since must be {"epoch": a string of 1-64 characters, "offset": an integer '
+        f"from 0 to 2**53 - 1}}; got {_show(since)}",
     )
 
 

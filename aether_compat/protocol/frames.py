@@ -46,8 +46,17 @@ def _with_ref(fields: dict[str, Any], ref: Ref | None) -> dict[str, Any]:
     return fields
 
 
-def joined_frame(group: str, ref: Ref | None = None) -> str:
-    return reply_frame(JOINED, group, **_with_ref({"group": group}, ref))
+def joined_frame(
+    group: str,
+    ref: Ref | None = None,
+    recovered: bool | None = None,
+    epoch: str | None = None,
+    offset: int | None = None,
+) -> str:
+    """A join's reply: `recovered` answers a join with `since` (None without one),
+    `epoch`/`offset` are the group's position (None without history)."""
+    fields = {"group": group, "recovered": recovered, "epoch": epoch, "offset": offset}
+    return reply_frame(JOINED, group, **_with_ref(fields, ref))
 
 
 def left_frame(group: str, ref: Ref | None = None) -> str:
@@ -95,20 +104,39 @@ def v1_frame(type_: str, **fields: Any) -> str:
     return _dumps({"type": type_, **fields})
 
 
-def v1_message(group: str | None, sender: str | None, data: str) -> str:
-    """A typed `aether.message` frame. It runs once per receiver of a broadcast,
-    and every receiver of one broadcast asks for the same frame: the last one is
-    kept, and comparing equal strings costs far less than escaping them again."""
+def v1_message(
+    group: str | None,
+    sender: str | None,
+    data: str,
+    offset: int | None = None,
+    epoch: str | None = None,
+) -> str:
+    """A typed `aether.message` frame (`offset`/`epoch`: its position in a group
+    that keeps history). It runs once per receiver of a broadcast, and every
+    receiver of one broadcast asks for the same frame: the last one is kept, and
+    comparing equal strings costs far less than escaping them again."""
     global _last
     last = _last
-    if data == last[2] and sender == last[1] and group == last[0]:
+    if (
+        data == last[2]
+        and offset == last[4]
+        and sender == last[1]
+        and group == last[0]
+        and epoch == last[5]
+    ):
         return last[3]
-    frame = _message_frame(group, sender, data)
-    _last = (group, sender, data, frame)
+    frame = _message_frame(group, sender, data, offset, epoch)
+    _last = (group, sender, data, frame, offset, epoch)
     return frame
 
 
-def _message_frame(group: str | None, sender: str | None, data: str) -> str:
+def _message_frame(
+    group: str | None,
+    sender: str | None,
+    data: str,
+    offset: int | None,
+    epoch: str | None,
+) -> str:
     # Group names need no escaping (see names.py): only the sender and data do.
     return (
         '{"type":"aether.message","group":'
@@ -117,11 +145,22 @@ def _message_frame(group: str | None, sender: str | None, data: str) -> str:
         + ("null" if sender is None else _dumps(sender))
         + ',"data":'
         + _dumps(data)
-        + ',"offset":null,"epoch":null}'
+        + ',"offset":'
+        + ("null" if offset is None else str(int(offset)))
+        + ',"epoch":'
+        + ("null" if epoch is None else _dumps(epoch))
+        + "}"
     )
 
 
-_last = (None, None, "", _message_frame(None, None, ""))
+_last: tuple[Any, ...] = (
+    None,
+    None,
+    "",
+    _message_frame(None, None, "", None, None),
+    None,
+    None,
+)
 
 
 # Dialects
@@ -134,8 +173,15 @@ class LegacyDialect:
     heartbeats = False
     strict = False  # extra command fields are ignored, as they always were
 
-    def joined(self, group: str, ref: Ref | None) -> str:
-        return joined_frame(group, ref)
+    def joined(
+        self,
+        group: str,
+        ref: Ref | None,
+        recovered: bool | None = None,
+        epoch: str | None = None,
+        offset: int | None = None,
+    ) -> str:
+        return joined_frame(group, ref, recovered, epoch, offset)
 
     def left(self, group: str, ref: Ref | None) -> str:
         return left_frame(group, ref)
@@ -167,8 +213,22 @@ class V1Dialect:
     heartbeats = True
     strict = True  # commands with fields the schema does not declare are refused
 
-    def joined(self, group: str, ref: Ref | None) -> str:
-        return v1_frame(JOINED, ref=ref, group=group)
+    def joined(
+        self,
+        group: str,
+        ref: Ref | None,
+        recovered: bool | None = None,
+        epoch: str | None = None,
+        offset: int | None = None,
+    ) -> str:
+        return v1_frame(
+            JOINED,
+            ref=ref,
+            group=group,
+            recovered=recovered,
+            epoch=epoch,
+            offset=offset,
+        )
 
     def left(self, group: str, ref: Ref | None) -> str:
         return v1_frame(LEFT, ref=ref, group=group)
@@ -195,8 +255,14 @@ class V1Dialect:
 
     def message(self, event: dict[str, Any], text: str) -> str:
         """A group message as a typed frame; events sent without the facade carry
-        no group (null)."""
-        return v1_message(event.get("group"), event.get("sender"), text)
+        no group (null), and events of groups without history no position."""
+        return v1_message(
+            event.get("group"),
+            event.get("sender"),
+            text,
+            event.get("offset"),
+            event.get("epoch"),
+        )
 
     def push(self, text: str) -> str:
         return v1_message(None, None, text)

@@ -168,15 +168,27 @@ LOGGING = {
     },
 }
 
+# Group history (docs/history.md): a chat room keeps its last 100 messages for 5
+# minutes, so a tab that lost its connection gets what it missed; the dashboard
+# keeps its last statistics and hands them to a new viewer at once.
+# AETHER_GROUP_OPTIONS='{"room:*": {...}}' (JSON) replaces these.
+GROUP_OPTIONS = json.loads(os.environ.get("AETHER_GROUP_OPTIONS", "null")) or {
+    "room:*": {"history_size": 100, "history_ttl": 300},
+    "dashboard:*": {"history_size": 1, "history_ttl": 60, "last_on_join": True},
+}
+
 REDIS_URL = os.environ.get("AETHER_REDIS_URL")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "aether_compat.layers.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {"hosts": [REDIS_URL], "group_options": GROUP_OPTIONS},
         }
     }
 else:
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "aether_compat.layers.InMemoryChannelLayer"}
+        "default": {
+            "BACKEND": "aether_compat.layers.InMemoryChannelLayer",
+            "CONFIG": {"group_options": GROUP_OPTIONS},
+        }
     }

@@ -9,6 +9,7 @@ urlpatterns = [
     path("rooms/new/", views.new_room, name="new_room"),
     path("chat/", views.chat_index, name="chat_index"),
     path("chat/<room:room>/", views.chat_room, name="chat_room"),
+    path("chat/<room:room>/history/", views.chat_history, name="chat_history"),
     # Any other name under chat/ is explained, not a bare 404.
     path("chat/<path:room>/", views.bad_room_name, name="bad_room_name"),
     path("notifications/", views.notifications, name="notifications"),

@@ -7,6 +7,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from aether_compat import ChannelMessage, Channels
+from aether_compat.permissions import get_group_policy
 
 from .models import Room
 from .room_store import RoomRefused, create_room
@@ -72,6 +73,23 @@ def chat_room(request: HttpRequest, room: str) -> HttpResponse:
     if not Room.objects.filter(name=room).exists():
         return render(request, "demo/no_room.html", {"room": room}, status=404)
     return render(request, "demo/chat.html", {"room": room, "group": room_group(room)})
+
+
+def chat_history(request: HttpRequest, room: str) -> JsonResponse:
+    """The room's recent messages from its group history, for a page that could not
+    recover what it missed over a reconnect (docs/history.md)."""
+    group = room_group(room)
+    if not get_group_policy().may_join(request.user, group):
+        return JsonResponse({"error": "not allowed in this room"}, status=403)
+    history = Channels.sync.group(group).history()
+    messages = [
+        {"data": m["text"], "sender": m.get("sender"), "offset": m["offset"]}
+        for m in history.messages
+        if "text" in m
+    ]
+    return JsonResponse(
+        {"epoch": history.epoch, "offset": history.offset, "messages": messages}
+    )
 
 
 @login_required

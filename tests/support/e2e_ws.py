@@ -43,6 +43,14 @@ async def reply(ws):
     return message.type, json.loads(message.payload)
 
 
+async def joined_group(ws):
+    """The group of the next reply, which must be `aether.joined` (its position
+    fields depend on the group's history settings)."""
+    kind, payload = await reply(ws)
+    assert kind == "aether.joined", (kind, payload)
+    return payload["group"]
+
+
 async def close_code(ws):
     """Wait for the server to close `ws`; return the close code it sent."""
     async with asyncio.timeout(WAIT):

@@ -9,6 +9,9 @@
   of Redis, `handoff.py` what it does with each item (buffers, sessions, answers
   to confirming broadcasters), `local.py` the in-process buffers where messages
   wait until `receive()` takes them.
+- `history.py`: groups that keep history (offsets, storage, `group_history`,
+  `last_on_join`; `history_scripts.py` its Lua, `position.py` the position an item
+  carries); `sequencer.py` keeps each member's messages in offset order.
 - `presence.py`: the process's live key, the memberships it re-announces and the
   discards it retries; `beat.py` the heartbeat thread that keeps them in Redis
   (no event loop needed); `lifecycle.py` fork, exit and SIGTERM.

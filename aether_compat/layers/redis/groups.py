@@ -8,7 +8,7 @@ Cluster it is one call for the group and one pipeline per host for the boxes.
 """
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import ChannelFull, MemberUnreachable
 from ...results import SendResult
@@ -25,6 +25,9 @@ from .keys import box_base, channel_name, group_key, group_tag, route
 from .members import read_members
 from .presence import leave_steps
 from .util import REDIS_FAILURES, Parts, logger, now_ms
+
+if TYPE_CHECKING:
+    from .history import Append
 
 Sent = tuple[int, list[BaseException], dict[str, list[str]]]
 """What a delivery script reports: sent, failures, and box -> tokens stored."""
@@ -111,20 +114,25 @@ class Groups:
         payload: bytes,
         skip: list[str],
         confirm: Request | None = None,
+        append: "Append | None" = None,
     ) -> SendResult:
         """Store `payload` for every member but the `skip`ped ones; full members
         and members of gone processes are counted failures. With `confirm`, a
-        member counts as sent only once its process said it handed it on. Never
-        raises for Redis errors: they are a failure naming the group."""
+        member counts as sent only once its process said it handed it on. With
+        `append` (a history group), the same step gives it its offset and stores
+        it (history.py). Never raises for Redis errors: they are a failure naming
+        the group."""
         data = self._seal.seal(payload)
         mark = confirm.mark if confirm else ""
         try:
             if self._connections.one_server:
                 sent, errors, stored = await self._send_one_server(
-                    group, data, skip, mark
+                    group, data, skip, mark, append
                 )
             else:
-                sent, errors, stored = await self._send_sharded(group, data, skip, mark)
+                sent, errors, stored = await self._send_sharded(
+                    group, data, skip, mark, append
+                )
         except REDIS_FAILURES as exc:
             self.stats.redis_error(exc, failed_send=True)
             reason = f"Redis at {self._host_of(group)} failed: {exc!r}"
@@ -154,31 +162,39 @@ class Groups:
     # Internals
 
     async def _send_one_server(
-        self, group: str, data: bytes, skip: list[str], mark: str
+        self, group: str, data: bytes, skip: list[str], mark: str, append: Any
     ) -> Sent:
         procs = group_key(self.prefix, group)
         args = [self.prefix, group, *self._delivery_args(data, mark), *skip, now_ms()]
+        lua = GROUP_SEND
+        if append is not None:
+            lua, args = append.one_server(args)
         (flat,) = await self._connections.execute(
-            [(group_tag(group), script(GROUP_SEND, [procs], args))]
+            [(group_tag(group), script(lua, [procs], args))]
         )
         errors: list[BaseException] = []
         stored: dict[str, list[str]] = {}
         for i in range(1, len(flat), 3):
             box, code, token = (flat[i + j].decode() for j in range(3))
-            if code == "c":
+            if box == "#":
+                append.got(token, int(code))
+            elif code == "c":
                 stored[box] = token.split()
             else:
                 errors.append(self._failure(box, code, token))
         return flat[0], errors, stored
 
     async def _send_sharded(
-        self, group: str, data: bytes, skip: list[str], mark: str
+        self, group: str, data: bytes, skip: list[str], mark: str, append: Any
     ) -> Sent:
         procs = group_key(self.prefix, group)
         gtag = group_tag(group)
-        (boxes,) = await self._connections.execute(
-            [(gtag, script(GROUP_BOXES, [procs], [self._cutoff()]))]
-        )
+        lua, args = GROUP_BOXES, [self._cutoff()]
+        if append is not None:
+            lua, args = append.sharded(args, data)
+        (boxes,) = await self._connections.execute([(gtag, script(lua, [procs], args))])
+        if append is not None:
+            boxes, mark = append.took(boxes), append.mark + mark
         args = self._delivery_args(data, mark)
         tagged = [self._delivery(box.decode(), group, args, skip) for box in boxes]
         tagged = [t for t in tagged if t is not None]

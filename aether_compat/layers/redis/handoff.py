@@ -7,10 +7,11 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ...sessions import Session
+from ...sessions import Started
 from .confirm import Failure, answer, answer_commands, split_mark
 from .keys import channel_name, decode_item, route
 from .local import LocalChannels
+from .position import split_stamp, with_position
 from .util import REDIS_FAILURES, Parts, logger, now_ms
 
 _NOT_TAKEN = "it expired, or could not be opened, before its process took it"
@@ -35,25 +36,25 @@ class Handoff:
         self._sessions = parts.sessions
         self._seal = parts.seal
         self._own = own  # runs a follow-up task that the inbox stops with its loop
+        self._expiry_ms = parts.rules.expiry_ms
+        self.sequencer: Any = None  # set by the layer: history groups' order
 
     def deliver(self, items: list[bytes]) -> None:
         """Hand items to buffers and sessions; never waits for a session."""
         now = now_ms()
-        running = asyncio.get_running_loop()
         for item in items:
             try:
-                self._deliver_item(item, now, running)
+                self._deliver_item(item, now)
             except Exception:  # a bug here must not stop the process's inbox
                 logger.exception("could not deliver an item of %s", self.base)
 
-    def _deliver_item(
-        self, item: bytes, now: int, running: asyncio.AbstractEventLoop
-    ) -> None:
+    def _deliver_item(self, item: bytes, now: int) -> None:
         try:
             deadline, tokens, data = decode_item(item)
         except ValueError:  # not written by this layer: skip, do not crash
             logger.error("skipped a malformed item in %s: %r", self.base, item[:80])
             return
+        stamp, tokens = split_stamp(tokens)
         reply_id, by_ms, tokens = split_mark(tokens)
         payload = self._seal.open(data) if deadline >= now else None
         failures: list[Failure] = []
@@ -62,32 +63,51 @@ class Handoff:
             self.local.ack_all(tokens)
             failures = [(token, "x", _NOT_TAKEN) for token in tokens]
         else:
-            targets, sessions, taken = [], [], []
-            for token in tokens:
-                name = channel_name(self.box, token)
-                session = self._sessions.get(name) if len(self._sessions) else None
-                if session is None:
-                    targets.append((name, token))
-                else:
-                    taken.append(token)
-                    sessions.append(session)
-            self.local.ack_all(taken)
-            if targets:
-                self.local.put(deadline, targets, payload)
-            if sessions:
-                failures, pending = self._hand_to(sessions, payload, running)
+            if stamp is None or self.sequencer is None:
+                started = self.hand(deadline, tokens, payload, True)
+            else:  # a history group's message: offset order (sequencer.py)
+                payload = with_position(payload, stamp.epoch, stamp.offset)
+                started = self.sequencer.arrive(stamp, tokens, payload, deadline)
+            if started is not None:
+                failures, pending = self._outcomes(started)
         if reply_id is not None:
             self._own(self._answer(reply_id, by_ms, failures, pending))
 
-    def _hand_to(
-        self,
-        sessions: list[Session],
-        payload: bytes,
-        running: asyncio.AbstractEventLoop,
+    def hand(
+        self, deadline: int, tokens: list[str], payload: bytes, counted: bool
+    ) -> Started | None:
+        """Hand `payload` to these tokens now: into the buffers `receive()` reads,
+        or to their sessions (started, never waited for). A message not `counted`
+        in Redis (the sender's own sessions, a gap filled from history) acks
+        nothing; deadline 0 means "from now on"."""
+        if deadline <= 0:
+            deadline = now_ms() + self._expiry_ms
+        targets, sessions, taken = [], [], []
+        for token in tokens:
+            name = channel_name(self.box, token)
+            session = self._sessions.get(name) if len(self._sessions) else None
+            if session is None:
+                targets.append((name, token))
+            else:
+                taken.append(token)
+                sessions.append(session)
+        if counted:
+            self.local.ack_all(taken)
+        if targets:
+            self.local.put(deadline, targets, payload, counted)
+        if not sessions:
+            return None
+        return self._sessions.start_many(sessions, payload, asyncio.get_running_loop())
+
+    def settle(self, started: Started) -> None:
+        """Log and count the failures of sessions started later (the sequencer)."""
+        self._outcomes(started)
+
+    def _outcomes(
+        self, started: Started
     ) -> tuple[list[Failure], dict[asyncio.Future[Any], str]]:
-        """Start the sessions' deliveries; what failed at once, and what runs on
-        (by token). Failures are counted and logged here too."""
-        started = self._sessions.start_many(sessions, payload, running)
+        """What failed at once, and what runs on (by token), of started sessions.
+        Failures are counted and logged here too."""
         failures = []
         for error in started.errors:
             self._settled(error)

@@ -46,7 +46,7 @@ class Inbox:
         self._sessions = parts.sessions
         self._seal = parts.seal
         self._idle_ms = parts.rules.expiry_ms  # a reader this silent has stopped
-        self._handoff = Handoff(parts, self.local, self.own)
+        self._handoff = self.handoff = Handoff(parts, self.local, self.own)
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._spare: set[asyncio.Task[Any]] = set()
         self._lock = threading.Lock()
@@ -92,6 +92,11 @@ class Inbox:
             there = None if pump is None else pump.get_loop()
             if there is not None and not await responsive(there, RECHECK_SECONDS):
                 self._stuck = there
+
+    def pump_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop the pump runs on, while it runs."""
+        pump = self._tasks.get("pump")
+        return pump.get_loop() if _alive(pump) else None
 
     def _job(self, name: str) -> Awaitable[None]:
         if name != "pump":

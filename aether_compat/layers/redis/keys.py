@@ -23,6 +23,9 @@ sit in one Redis Cluster slot, and placement on several hosts is by that tag too
     <prefix>:{g.<group>}:i:<digest>      string  an idempotency key claimed for the
                                    group (idempotency.py; TTL the window)
     <prefix>:{<box>}:i:<token>:<digest>  string  one claimed for a channel
+    <prefix>:{g.<group>}:o   hash  history groups only: epoch and newest offset
+    <prefix>:{g.<group>}:h   list  history groups only: the stored messages
+                                   (history_scripts.py)
 
 Every key continues `<prefix>:{`, which is what `flush()` matches (`scan_pattern`).
 """

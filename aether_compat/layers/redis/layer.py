@@ -15,16 +15,19 @@ from re import Pattern
 from typing import Any
 
 from ...errors import ChannelFull, MemberUnreachable
+from ...history import POSITION_KEYS, History, check_limit, check_since
 from ...results import SendResult
 from ...sessions import SessionTable
 from .. import codec
 from ..base import AetherLayer
+from ..group_options import NO_OPTIONS, GroupOptions
 from ..idempotency import DEFAULT_WINDOW, check_key
 from .beat import Beat
 from .config import HostSpec, Rules, Seal, check_settings, parse_hosts
 from .confirm import Request
 from .connections import Connections, script
 from .groups import GONE, Groups, skip_entries
+from .history import RedisHistory
 from .idempotency import claim
 from .inbox import Inbox, format_acks
 from .keys import Route, box_base, route, scan_pattern
@@ -125,6 +128,7 @@ class RedisChannelLayer(AetherLayer):
         )
         self._groups = Groups(parts)
         self._inbox = Inbox(parts, self._groups)
+        self._history = RedisHistory(parts, self._groups, self._inbox)
         self._plain = PlainReceiver(parts, self._inbox.own)
         self._beat = Beat(
             self.hosts,
@@ -232,6 +236,11 @@ class RedisChannelLayer(AetherLayer):
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
         self._beat.ensure()  # it announces the membership again if Redis loses it
+        options = self._options(group)
+        if options.keeps_history:
+            join = lambda: self._groups.add(group, channel)  # noqa: E731
+            await self._history.add(group, channel, options, join, self.send)
+            return
         await self._groups.add(group, channel)
 
     async def group_discard(self, group: str, channel: str) -> None:
@@ -239,6 +248,8 @@ class RedisChannelLayer(AetherLayer):
         the heartbeat retries until it does (it never stays a ghost member)."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
+        if self._options(group).keeps_history:
+            self._history.forget(group, channel)
         if not await self._groups.discard(group, channel):
             self._beat.poke()
 
@@ -258,13 +269,22 @@ class RedisChannelLayer(AetherLayer):
         process counts as sent only once that process said it handed the message
         on; members of a process that stays silent past the deadline fail."""
         self.require_valid_group_name(group)
+        options = self._options(group)
+        if options.keeps_history and _has_position(message):  # the layer sets them
+            message = {k: v for k, v in message.items() if k not in POSITION_KEYS}
         payload = codec.encode(message)
         window = self.confirm_window(confirm)
         skip, session_calls = self._groups.local_sessions(group)
+        excluded: frozenset[str] = frozenset()
         if exclude:
             excluded = self.excluded(exclude)
             skip += skip_entries(excluded)
             session_calls = [s for s in session_calls if s.channel not in excluded]
+        if options.keeps_history:
+            request = None if window is None else Request.within(self.prefix, window)
+            return await self._history.send(
+                group, options, payload, skip, session_calls, excluded, request
+            )
         if window is None:
             result = await self._groups.send(group, payload, skip)
             if session_calls:
@@ -317,6 +337,25 @@ class RedisChannelLayer(AetherLayer):
             channel=channel,
         )
 
+    async def group_history(
+        self, group: str, *, since: Any = None, limit: int | None = None
+    ) -> History:
+        """The group's position and stored messages (see `aether_compat.history`);
+        with `since`, exactly what came after it or nothing (`recovered` False).
+        Raises `MemberUnreachable` (naming the group) when Redis does not answer."""
+        self.require_valid_group_name(group)
+        position, limit = check_since(since), check_limit(limit)
+        try:
+            return await self._history.read(
+                group, self._options(group), position, limit
+            )
+        except REDIS_FAILURES as exc:
+            self.stats.redis_error(exc)
+            raise MemberUnreachable(group, f"Redis did not answer: {exc!r}") from exc
+
+    def _options(self, group: str) -> GroupOptions:
+        return self.group_options.for_group(group) if self.group_options else NO_OPTIONS
+
     # flush and close
 
     async def flush(self) -> None:
@@ -326,6 +365,7 @@ class RedisChannelLayer(AetherLayer):
         await self._stop_tasks_on(asyncio.get_running_loop())
         self._presence.forget_all()
         self._inbox.clear()
+        self._history.sequencer.clear()
         await self._connections.delete_matching(scan_pattern(self.prefix))
         if self._announced:
             await self._connections.execute(self._presence.alive())
@@ -357,3 +397,7 @@ class RedisChannelLayer(AetherLayer):
 
     def _capacity(self, channel: str) -> int:
         return self.get_capacity(channel) if self.channel_capacity else self.capacity
+
+
+def _has_position(message: Any) -> bool:
+    return isinstance(message, dict) and ("offset" in message or "epoch" in message)

@@ -23,7 +23,7 @@ class LocalChannels:
     """Buffers and waiting receivers of this process's channels (any event loop)."""
 
     def __init__(self) -> None:
-        self._buffers: dict[str, deque[tuple[int, bytes, str]]] = {}
+        self._buffers: dict[str, deque[tuple[int, bytes, str | None]]] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._deadlines: list[tuple[int, int, tuple[str, ...]]] = []
         self._read_at: dict[str, int] = {}
@@ -33,9 +33,14 @@ class LocalChannels:
         self.acks: dict[str, int] = {}
 
     def put(
-        self, deadline: int, targets: list[tuple[str, str]], payload: bytes
+        self,
+        deadline: int,
+        targets: list[tuple[str, str]],
+        payload: bytes,
+        counted: bool = True,
     ) -> None:
-        """Buffer one stored item for each (channel, token) and wake their readers."""
+        """Buffer one stored item for each (channel, token) and wake their readers.
+        An item not `counted` in Redis (a gap filled from history) acks nothing."""
         running = running_loop()
         item_of = (deadline, payload)
         names = tuple(name for name, _ in targets)
@@ -46,7 +51,7 @@ class LocalChannels:
                 buffer = buffers.get(name)
                 if buffer is None:
                     buffer = buffers[name] = deque()
-                buffer.append((*item_of, token))
+                buffer.append((*item_of, token if counted else None))
                 if name in waiting:
                     wake_one(waiting[name], running)
             heapq.heappush(self._deadlines, (deadline, next(self._order), names))
@@ -64,7 +69,8 @@ class LocalChannels:
             buffer = self._buffers.get(name)
             while buffer:
                 deadline, payload, token = buffer.popleft()
-                self._ack(token, 1)
+                if token is not None:
+                    self._ack(token, 1)
                 if not buffer:
                     del self._buffers[name]
                 if deadline >= now:
@@ -191,7 +197,9 @@ class LocalChannels:
         buffer = self._buffers.get(name)
         dropped = False
         while buffer and buffer[0][0] < now:
-            self._ack(buffer.popleft()[2], 1)
+            token = buffer.popleft()[2]
+            if token is not None:
+                self._ack(token, 1)
             dropped = True
         if buffer is not None and not buffer:
             del self._buffers[name]

@@ -19,6 +19,7 @@ from .. import codec
 from .config import BLOCK_SECONDS, COMMAND_TIMEOUT
 from .connections import run_batch, script
 from .keys import box_base, decode_item
+from .position import split_stamp, with_position
 from .scripts import TAKE_PLAIN
 from .util import (
     REDIS_FAILURES,
@@ -52,7 +53,7 @@ class PlainReceiver:
             try:
                 item = await self._take(box, queue)
                 if item is not None:
-                    return codec.decode(self._seal.open(decode_item(item)[2]))
+                    return self._message(item)
                 client = self._connections.blocking_client(box)
                 await client.execute_command(
                     "BLMOVE", queue, queue, "LEFT", "LEFT", BLOCK_SECONDS
@@ -63,6 +64,14 @@ class PlainReceiver:
                 self._stats.redis_error(exc)
                 failures += 1
                 await asyncio.sleep(backoff(failures))
+
+    def _message(self, item: bytes) -> dict[str, Any]:
+        _, tokens, data = decode_item(item)
+        payload = self._seal.open(data)
+        stamp, _ = split_stamp(tokens)
+        if stamp is not None and payload is not None:  # a history group's message
+            payload = with_position(payload, stamp.epoch, stamp.offset)
+        return codec.decode(payload)
 
     async def _take(self, box: str, queue: str) -> bytes | None:
         """Pop one message, alone at the gate of `queue`. If the receiver is

@@ -19,6 +19,10 @@
  *   state    (state, info)  "connecting" | "open" | "reconnecting" | "closed";
  *                           info: {code, reason, attempt, delay}
  *   message  (frame)        an aether.message frame: {group, sender, data, offset, epoch}
+ *   resumed  (info)         a group came back after a reconnect from the last position
+ *                           seen: {group, recovered, replayed, epoch, offset}; recovered
+ *                           true: `replayed` missed messages follow as message events;
+ *                           false: they cannot be replayed: reload the group's state
  *   binary   (data)         a binary frame, as an ArrayBuffer
  *   reply    (frame)        every reply frame with a ref, aether.error ones included
  *   error    (error)        an AetherError nobody awaits: an aether.error frame with no
@@ -33,7 +37,10 @@
  * without waiting and the count starts over. It does not reconnect after
  * `close()` or the close codes in NO_RECONNECT. After a reconnect it joins again the
  * groups that it joined itself (a join that succeeded, with no leave since); groups
- * the server joins by URL are the server's to rejoin. It answers the server's
+ * the server joins by URL are the server's to rejoin. For groups that keep history
+ * it remembers the last position seen (`positions`) and resumes from it: a rejoin
+ * carries `since`, and the URL of a reconnect carries `?since=group:epoch:offset,...`
+ * for the groups the server joins by URL (docs/history.md). It answers the server's
  * aether.ping, and when it has heard nothing for `idleTimeout` it pings, and
  * reconnects if no pong comes back within `timeout`. docs/client.md has the options;
  * what neither documents is internal.
@@ -80,6 +87,8 @@ export class AetherClient {
     this.pending = new Map(); // ref -> {resolve, reject, timer, frame}
     this.joined = new Set(); // groups to join again after a reconnect
     this.joining = new Map(); // group -> ref of its join under way
+    this.positions = new Map(); // group -> {epoch, offset}: the last message seen
+    this.resuming = new Map(); // group -> the since its rejoin (or URL) carried
     this.nextRef = 1;
     this.socket = null;
     this.timers = {};
@@ -130,6 +139,7 @@ export class AetherClient {
   leave(group) {
     this.joined.delete(group);
     this.joining.delete(group);
+    this.positions.delete(group);
     return this.request({ action: "leave", group }).promise;
   }
 
@@ -148,7 +158,7 @@ export class AetherClient {
     if (this.stopped) return; // a listener closed the client
     let socket;
     try {
-      socket = new this.WebSocket(this.url, [PROTOCOL]);
+      socket = new this.WebSocket(this.resumeUrl(), [PROTOCOL]);
     } catch (error) {
       this.emit("error", new AetherError("connect_failed", String(error)));
       this.stop({ code: null, reason: String(error) });
@@ -172,8 +182,26 @@ export class AetherClient {
     this.setState("open", { attempt: this.attempt });
   }
 
+  /** The URL with the positions of groups the server joins by URL, to resume them. */
+  resumeUrl() {
+    this.resuming.clear();
+    const since = [];
+    for (const [group, { epoch, offset }] of this.positions) {
+      if (this.joined.has(group) || this.joining.has(group)) continue;
+      since.push(`${group}:${epoch}:${offset}`);
+      this.resuming.set(group, { epoch, offset });
+    }
+    if (!since.length) return this.url;
+    const url = new URL(this.url);
+    url.searchParams.set("since", since.join(","));
+    return url.href;
+  }
+
   rejoin(group) {
-    this.request({ action: "join", group }).promise.catch((error) => {
+    const since = this.positions.get(group);
+    const fields = since ? { action: "join", group, since } : { action: "join", group };
+    if (since) this.resuming.set(group, since);
+    this.request(fields).promise.catch((error) => {
       if (error.code === "disconnected" || error.code === "closed") return;
       if (error.code !== "timeout") this.joined.delete(group);
       this.emit("error", error);
@@ -274,16 +302,45 @@ export class AetherClient {
     } else if (frame.type === "aether.ping") {
       this.socket?.send(JSON.stringify({ action: "pong" }));
     } else if (frame.type === "aether.message") {
+      this.track(frame);
       this.emit("message", frame);
     } else if (frame.type === "aether.error") {
       const error = new AetherError(frame.code, frame.detail, frame);
       if (!this.settle(frame.ref, null, error)) this.emit("error", error);
       this.emit("reply", frame);
     } else if (REPLIES.has(frame.type)) {
+      if (frame.type === "aether.joined") this.joinedAt(frame);
       this.settle(frame.ref, frame, null);
       this.emit("reply", frame);
     } else {
       this.emit("frame", frame);
+    }
+  }
+
+  /** Remember the newest position seen in each group that keeps history. */
+  track(frame) {
+    const { group, epoch, offset } = frame;
+    if (group == null || epoch == null || offset == null) return;
+    const known = this.positions.get(group);
+    if (!known || known.epoch !== epoch || known.offset < offset) {
+      this.positions.set(group, { epoch, offset });
+    }
+  }
+
+  /** A join's position: kept, and told as `resumed` when it answers a resume. On a
+   * recovered resume the replay that follows moves the position on. */
+  joinedAt(frame) {
+    const { group, recovered, epoch, offset } = frame;
+    const since = this.resuming.get(group);
+    this.resuming.delete(group);
+    if (epoch == null || offset == null) {
+      this.positions.delete(group);
+    } else if (recovered !== true) {
+      this.positions.set(group, { epoch, offset });
+    }
+    if (since && recovered != null) {
+      const replayed = recovered ? offset - since.offset : 0;
+      this.emit("resumed", { group, recovered, replayed, epoch, offset });
     }
   }
 
