@@ -21,6 +21,7 @@ import logging
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
+from .errors import MemberUnreachable
 from .history import History, Position, check_since
 from .names import is_group_name
 
@@ -29,7 +30,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("aether_compat.consumers")
 
-_HISTORY_READ_FAILURES = (ConnectionError, OSError, TimeoutError)
+_HISTORY_READ_FAILURES = (MemberUnreachable, ConnectionError, OSError, TimeoutError)
+"""A history that cannot be read (Redis down) makes the join answer with no
+position rather than fail: the membership itself stands, as in any outage."""
 INVALID = Position("", -1)
 """A `since` the client sent that is no position: the join says recovered=false."""
 

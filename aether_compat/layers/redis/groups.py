@@ -59,9 +59,10 @@ class Groups:
         self._sessions = parts.sessions
         self._seal = parts.seal
 
-    async def add(self, group: str, channel: str) -> None:
-        """Add (or refresh) a membership. A failure for this instance's own channel
-        is remembered and announced again once Redis answers."""
+    async def add(self, group: str, channel: str) -> bool:
+        """Add (or refresh) a membership: True if Redis took it. A failure for this
+        instance's own channel is remembered (False) and announced again once Redis
+        answers."""
         box, token = route(channel)
         now = self._presence.join(group, box, token, now_ms())
         ttl = self.rules.group_expiry_ms
@@ -89,6 +90,8 @@ class Groups:
                     channel, f"Redis did not take it: {exc!r}"
                 ) from exc
             self._presence.dirty = True  # the heartbeat announces it again
+            return False
+        return True
 
     async def discard(self, group: str, channel: str) -> bool:
         """Remove a membership; False if Redis did not take it (the heartbeat

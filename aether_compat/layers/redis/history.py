@@ -175,13 +175,15 @@ class RedisHistory:
         group: str,
         channel: str,
         options: GroupOptions,
-        join: Callable[[], Awaitable[None]],
+        join: Callable[[], Awaitable[bool]],
         send: Callable[[str, dict[str, Any]], Awaitable[None]],
     ) -> None:
         """Make the membership (`join`), then read where the group stands: the
         member expects the next offset; with `last_on_join` it gets the newest
         message first (this instance's channels through the sequencer, others
-        by `send`)."""
+        by `send`). When Redis did not take the join, the read is skipped: the
+        join answers at once, as any join does during an outage, and the member
+        starts from "unknown" (its first message sets the position)."""
         box, token = route(channel)
         own = token is not None and box == self.box
         if own:
@@ -189,16 +191,8 @@ class RedisHistory:
         epoch: str | None = None
         offset, last = 0, None
         try:
-            await join()
-            count = 1 if options.last_on_join else 0
-            try:
-                epoch, offset, entries = await self._read(
-                    group, self._meta_ttl(options), -1, count
-                )
-            except REDIS_FAILURES as exc:
-                self._stats.redis_error(exc)
-            else:
-                last = self._newest(entries, options, epoch)
+            if await join():
+                epoch, offset, last = await self._where(group, options)
         finally:
             if own:
                 handed = None if last is None else (0, last[1])
@@ -210,6 +204,21 @@ class RedisHistory:
                 logger.warning(
                     "last_on_join: %s did not take %s's last: %s", channel, group, exc
                 )
+
+    async def _where(
+        self, group: str, options: GroupOptions
+    ) -> tuple[str | None, int, tuple[int, bytes] | None]:
+        """(epoch, offset, newest message for last_on_join) of the group, or
+        (None, 0, None) when Redis does not answer."""
+        count = 1 if options.last_on_join else 0
+        try:
+            epoch, offset, entries = await self._read(
+                group, self._meta_ttl(options), -1, count
+            )
+        except REDIS_FAILURES as exc:
+            self._stats.redis_error(exc)
+            return None, 0, None
+        return epoch, offset, self._newest(entries, options, epoch)
 
     def forget(self, group: str, channel: str) -> None:
         box, token = route(channel)
