@@ -253,6 +253,12 @@ async def test_the_full_authorization_matrix(deployment, endpoint):
     tracked = [ROOM, DASHBOARD, CHAT_ROOM, *deployment.user_groups()]
     expected: Counter = Counter()
     listening = await listeners(deployment, expected)
+    # What a listener was handed on join (a group with last_on_join hands the
+    # newest message of an earlier run) is not part of this run: skip to a start.
+    start = f"{MARKER}-start-{uuid.uuid4().hex[:8]}"
+    await end_of_matrix(deployment, listening, start)
+    for client in listening.values():
+        await chat_until_marker(client, start)
     dashboard = await LightClient().connect(
         deployment.servers[-1].port, "/ws/dashboard/", cookie=deployment.cookie("staff")
     )
