@@ -72,6 +72,15 @@ class _Metrics:
             f"{NS}_session_deadline_misses",
             "Session deliveries that missed delivery_timeout",
         )
+        self.resumes = pc.Counter(
+            f"{NS}_history_resumes",
+            "Joins that named a last position: recovered (the gap replayed) or not",
+            ["recovered"],
+        )
+        self.replayed = pc.Counter(
+            f"{NS}_history_replayed_messages",
+            "Messages replayed from history into resumed connections",
+        )
         pc.REGISTRY.register(LayerCollector())
 
 
@@ -130,6 +139,12 @@ def broadcast_done(result: Any, seconds: float, exclude: Iterable[str]) -> None:
 def send_done(ok: bool, duplicate: bool = False) -> None:
     if (m := active()) is not None:
         m.sends.labels("duplicate" if duplicate else "sent" if ok else "failed").inc()
+
+
+def resumed(recovered: bool, replayed: int) -> None:
+    if (m := active()) is not None:
+        m.resumes.labels("true" if recovered else "false").inc()
+        m.replayed.inc(replayed)
 
 
 def deferred() -> None:

@@ -21,6 +21,7 @@ import logging
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
+from . import metrics
 from .errors import MemberUnreachable
 from .history import History, Position, check_since
 from .names import is_group_name
@@ -145,6 +146,8 @@ async def catch_up(
     if group not in consumer.in_groups:  # left while the history was read
         return
     recovered = history.recovered if since is not None else None
+    if recovered is not None:
+        metrics.resumed(recovered, len(history.messages) if recovered else 0)
     if tell:
         consumer.write_text_now(
             consumer.dialect.joined(

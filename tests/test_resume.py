@@ -371,3 +371,32 @@ async def test_a_legacy_client_without_since_gets_no_extra_frame_on_connect(hlay
     ws = await open_ws(groups=["room:a"], subprotocols=())
     assert await ws.receive_nothing(0.05)
     await ws.disconnect()
+
+
+async def test_resumes_are_counted_in_the_metrics(hlayer):
+    """`aether_history_resumes_total{recovered}` and the replayed messages move
+    with each resume (the process's own metrics: see docs/operations.md)."""
+    from prometheus_client import REGISTRY
+
+    from aether_compat import metrics
+
+    assert metrics.active() is not None
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    recovered = sample("aether_history_resumes_total", recovered="true")
+    lost = sample("aether_history_resumes_total", recovered="false")
+    replayed = sample("aether_history_replayed_messages_total")
+    await say("room:m", 1)
+    seen = await position("room:m")
+    await say("room:m", 2, start=1)
+    ws = await open_ws()
+    assert (await ask(ws, action="join", group="room:m", since=seen))["recovered"]
+    assert [await frame(ws) for _ in range(2)]
+    gone = {"epoch": "other", "offset": 1}
+    assert not (await ask(ws, action="join", group="room:n", since=gone))["recovered"]
+    await ws.disconnect()
+    assert sample("aether_history_resumes_total", recovered="true") == recovered + 1
+    assert sample("aether_history_resumes_total", recovered="false") == lost + 1
+    assert sample("aether_history_replayed_messages_total") == replayed + 2
