@@ -8,7 +8,6 @@ from typing import Any
 from channels.layers import BaseChannelLayer
 
 from ..names import check_channel_name, check_group_name
-from ..presence import Presence, PresenceStats
 from ..sessions import Sender, SessionTable
 from . import codec
 from .group_options import GroupOptionTable
@@ -76,17 +75,6 @@ class AetherLayer(BaseChannelLayer):
 
     async def group_names(self) -> list[str]:
         """Every group with members now (for operators' pages; not a hot path)."""
-        raise NotImplementedError
-
-    # Presence (see aether_compat.presence): every membership carries a small
-    # metadata dict, given as `group_add(group, channel, meta=...)`.
-
-    async def group_presence(self, group: str) -> Presence:
-        """The group's presence: user key -> the metadata of each connection."""
-        raise NotImplementedError
-
-    async def group_presence_stats(self, group: str) -> PresenceStats:
-        """How many connections the group has, and how many distinct users."""
         raise NotImplementedError
 
     async def claim_once(
