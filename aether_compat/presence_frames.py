@@ -5,7 +5,8 @@ at most one diff frame per group per `DIFF_WINDOW`.
 The `_seq` contract (what every layer gives the events): a state's `_seq` S names
 the last diff whose changes the state holds; a diff's `_seq` is greater than the
 `_seq` of every diff before it for that group, and a diff with `_seq` > S holds
-only changes not in the state. So a diff with `_seq` <= S is dropped. A diff can
+only changes not in the state. So a diff with `_seq` <= S is dropped (a layer
+that gives no `_seq` has every diff applied). A diff can
 reach the connection before its state (they take different paths in the layer):
 diffs that come between the join and the state are held, and filtered the same
 way once the state is here.
@@ -41,10 +42,11 @@ class _Change:
 
 
 class _View:
-    __slots__ = ("changes", "early", "handle", "sent_at", "seq")
+    __slots__ = ("changes", "early", "handle", "ready", "sent_at", "seq")
 
     def __init__(self) -> None:
-        self.seq: int | None = None  # None until the state is here
+        self.ready = False  # the state is here
+        self.seq: int | None = None  # the state's `_seq` (None: it had none)
         self.early: list[dict[str, Any]] = []
         self.changes: dict[str, _Change] = {}
         self.handle: asyncio.TimerHandle | None = None
@@ -91,7 +93,8 @@ class PresenceFrames:
         if view.handle is not None:
             view.handle.cancel()
             view.handle = None
-        view.seq = int(event.get("_seq") or 0)
+        view.ready = True
+        view.seq = event.get("_seq")
         view.changes = {}
         self._write(
             _dumps(
@@ -107,11 +110,12 @@ class PresenceFrames:
         view = self._views.get(group)  # type: ignore[arg-type]
         if view is None:
             return
-        if view.seq is None:
+        if not view.ready:
             if len(view.early) < _MAX_EARLY:
                 view.early.append(event)
             return
-        if int(event.get("_seq") or 0) <= view.seq:
+        seq = event.get("_seq")
+        if seq is not None and view.seq is not None and seq <= view.seq:
             return
         _merge(view.changes, event.get("leaves") or {}, event.get("joins") or {})
         if view.handle is None and view.changes:

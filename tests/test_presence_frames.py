@@ -86,6 +86,13 @@ async def test_diffs_the_state_holds_are_dropped(frames, socket):
     }
 
 
+async def test_events_without_seq_are_all_applied(frames, socket):
+    frames.expect("g")
+    frames.state({k: v for k, v in state(0, "a").items() if k != "_seq"})
+    frames.diff({k: v for k, v in diff(0, joins=["b"]).items() if k != "_seq"})
+    assert (await socket.count(2))[1]["joins"].keys() == {"b"}
+
+
 async def test_diffs_before_the_state_wait_for_it(frames, socket):
     frames.expect("g")
     frames.diff(diff(4, joins=["in-state"]))
