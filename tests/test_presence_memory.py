@@ -189,6 +189,22 @@ async def test_the_joiner_never_gets_its_own_join_in_a_diff(make):
     assert "alice" not in joins
 
 
+async def test_timers_fire_after_the_loop_that_set_them_ended(make):
+    """A join and a leave from a short-lived loop (as through async_to_sync): the
+    diff window and the grace period still end, on the layer's clock."""
+    layer = make(grace=0.2)
+    watcher, _ = await join(layer, "room:a", user("watcher"))
+
+    async def come_and_go() -> None:
+        channel = await layer.new_channel()
+        await layer.group_add("room:a", channel, meta=user("brief"))
+        await layer.group_discard("room:a", channel)
+
+    await asyncio.to_thread(asyncio.run, come_and_go())
+    assert (await next_event(layer, watcher))["joins"].keys() == {"brief"}
+    assert (await next_event(layer, watcher))["leaves"].keys() == {"brief"}
+
+
 async def test_anonymous_keys_are_opaque(make):
     layer = make()
     channel, state = await join(layer, "room:a", {"connected_at": 1})
