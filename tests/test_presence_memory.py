@@ -67,6 +67,10 @@ async def marked_diff(
     return diff
 
 
+def clock_threads() -> int:
+    return sum(t.name == "aether-presence" for t in threading.enumerate())
+
+
 def user(name: str) -> dict[str, Any]:
     return {"user": name, "name": name.title()}
 
@@ -389,6 +393,7 @@ async def test_presence_through_the_facade_and_its_sync_twin(make):
 async def test_close_stops_the_clock_and_a_later_use_restarts_it(make):
     layer = make(grace=0)
     watcher, _ = await join(layer, "room:a", user("watcher"))
+    clocks = clock_threads()
     await layer.close()
-    assert not any(t.name == "aether-presence" for t in threading.enumerate())
+    assert clock_threads() == clocks - 1
     await marked_diff(layer, watcher, "room:a", "marker")
