@@ -122,7 +122,7 @@ class MemoryPresence:
         room = self._rooms.get(group)
         if room is None:
             room = self._rooms[group] = _Room(self._seq)
-            self._start_sweeping()
+        self._start_sweeping()
         key = presence_key(meta, channel)
         if room.by_channel.get(channel) not in (None, key):
             self._remove(room, group, channel)
@@ -164,6 +164,7 @@ class MemoryPresence:
         the next change, and a leave in its grace period is not announced."""
         self.clock.close()
         with self._lock:
+            self._sweeping = False
             for room in self._rooms.values():
                 room.due = False
 
