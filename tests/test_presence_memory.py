@@ -327,13 +327,16 @@ class View:
                 self.take(diff)
         elif self.seq is None:
             self.early.append(event)
-        elif event["_seq"] > self.seq:
+        else:
+            numbers = event["_seqs"]
             for key in event["leaves"]:
-                assert key in self.keys, f"leave of {key} it never had"
-                self.keys.remove(key)
+                if numbers["-" + key] > self.seq:
+                    assert key in self.keys, f"leave of {key} it never had"
+                    self.keys.remove(key)
             for key in event["joins"]:
-                assert key not in self.keys, f"join of {key} it had already"
-                self.keys.add(key)
+                if numbers["+" + key] > self.seq:
+                    assert key not in self.keys, f"join of {key} it had already"
+                    self.keys.add(key)
 
 
 async def test_no_change_falls_between_the_state_and_the_first_diff(make):

@@ -215,7 +215,7 @@ class MemoryPresence:
             "group": group,
             "joins": joins,
             "leaves": leaves,
-            "_seq": room.seq,
+            "_seqs": _numbered(joins, leaves, room.seq),
         }
         own = {
             channel: _without_join(event, key)
@@ -279,3 +279,11 @@ class MemoryPresence:
 def _without_join(event: Event, key: str) -> Event:
     joins = {k: v for k, v in event["joins"].items() if k != key}
     return {**event, "joins": joins}
+
+
+def _numbered(joins: Presence, leaves: Presence, seq: int) -> dict[str, int]:
+    """The diff's `_seqs`: every change of one diff has the diff's number here
+    (one net change per key), as the Redis layer numbers each change."""
+    numbers = {"+" + key: seq for key in joins}
+    numbers.update(("-" + key, seq) for key in leaves)
+    return numbers
