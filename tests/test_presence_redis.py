@@ -20,6 +20,8 @@ from aether_compat.layers import RedisChannelLayer
 from aether_compat.presence import PresenceStats
 from tests.support.layers import REDIS_URL
 from tests.support.processes import pipe_recv, stop_and_clean
+from tests.support.redis_servers import redis_cluster, redis_server
+from tests.support.redis_truth import until
 
 pytestmark = pytest.mark.redis
 
@@ -275,3 +277,66 @@ async def test_kill_9_gives_exactly_one_leave_within_presence_timeout():
         for layer in (a, b):
             await layer.close()
         await stop_and_clean(process, prefix)
+
+
+# Redis lost everything; Redis Cluster
+
+
+@pytest.mark.faults
+async def test_flushed_redis_gets_presence_back_with_no_leaves_or_joins():
+    with redis_server() as server:
+        prefix = f"test-{uuid.uuid4().hex[:12]}"
+        a = new_layer(prefix, server.url, presence_timeout=1)
+        b = new_layer(prefix, server.url, presence_timeout=1)
+        try:
+            watcher = await Watcher(a, "room:r").join({"user": "watcher"})
+            await tab(a, "room:r", "A")
+            await tab(b, "room:r", "B")
+            await a.group_add("plain", await a.new_channel(), meta={"user": "P"})
+            await watcher.until(lambda w: w.present.keys() == {"watcher", "A", "B"})
+            before = await b.group_presence("room:r")
+            server.client().flushall()
+
+            async def restored() -> tuple[bool, Any]:
+                plain = await b.group_presence("plain")
+                room = await b.group_presence("room:r")
+                done = plain == {"P": [{"user": "P"}]} and room == before
+                return done, (plain, room)
+
+            await until(restored, 10, "presence back in Redis")
+            await tab(b, "room:r", "M")
+            assert await watcher.next_change() == ("+", "M")
+            assert watcher.changes == [("+", "A"), ("+", "B"), ("+", "M")]
+        finally:
+            for layer in (a, b):
+                await layer.close()
+
+
+async def test_presence_events_on_a_cluster(cluster):
+    hosts = [{"address": cluster[0].url, "cluster": True}]
+    prefix = f"cl-{uuid.uuid4().hex[:8]}"
+    a, b = (
+        RedisChannelLayer(hosts=hosts, prefix=prefix, group_options=OPTIONS)
+        for _ in range(2)
+    )
+    try:
+        watcher = await Watcher(a, "room:c").join({"user": "watcher"})
+        tabs = [await tab(b, "room:c", "A"), await tab(a, "room:c", "A")]
+        assert await watcher.next_change() == ("+", "A")
+        stats = await b.group_presence_stats("room:c")
+        assert stats == PresenceStats(3, 2)
+        await b.group_discard("room:c", tabs[0])
+        await a.group_discard("room:c", tabs[1])
+        assert await watcher.next_change(GRACE + 3) == ("-", "A")
+        assert watcher.changes == [("+", "A"), ("-", "A")]
+    finally:
+        for layer in (a, b):
+            await layer.close()
+        await a.flush()
+        await a.close()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with redis_cluster(3) as servers:
+        yield servers
