@@ -163,6 +163,26 @@ async def test_state_lists_a_user_in_grace_and_no_grace_leaves_at_once(layers):
     assert await now.next_change(1.5) == ("-", "Q")
 
 
+async def test_rolling_restart_within_grace_announces_nothing(layers):
+    """A server stops gracefully; its users reconnect to the other one within
+    the grace period: the others see neither leaves nor joins."""
+    a, b = layers
+    stopping = new_layer(a.prefix)
+    watcher = await Watcher(a, "room:7").join({"user": "watcher"})
+    users = [f"u{i}" for i in range(10)]
+    for user in users:
+        await tab(stopping, "room:7", user)
+    await watcher.until(lambda w: len(w.present) == 11)
+    await stopping.close()
+    for user in users:
+        await tab(b, "room:7", user)
+    marker = await tab(b, "room:7", "M")
+    await b.group_discard("room:7", marker)  # due after every user's would be
+    assert await watcher.next_change(GRACE + 3) == ("+", "M")
+    assert await watcher.next_change(GRACE + 3) == ("-", "M")
+    assert watcher.changes == [("+", u) for u in users] + [("+", "M"), ("-", "M")]
+
+
 async def test_concurrent_joins_from_two_instances_end_exact(layers):
     a, b = layers
     watcher = await Watcher(a, "room:4").join({"user": "watcher"})
