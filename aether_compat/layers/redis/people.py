@@ -76,9 +76,9 @@ class People:
 
     # Joining and leaving
 
-    async def join(self, group: str, channel: str, meta: dict[str, Any]) -> None:
-        """Store the membership's metadata; with presence events, announce a
-        first connection of its key and hand `channel` the state."""
+    def joining(self, group: str, channel: str, meta: dict[str, Any]) -> "Join":
+        """The presence part of a group_add, to run with the membership (one round
+        trip: `Groups.add`), then `finish()`."""
         options = self._options(group)
         box, field = field_of(channel)
         value = encode_value(presence_key(meta, channel), meta)
@@ -89,22 +89,27 @@ class People:
         if events:
             self.worker.ensure()
         lua = self.join_command(group, options, [(field, value)], state=events)
-        try:
-            (result,) = await self._connections.execute([(group_tag(group), lua)])
-        except REDIS_FAILURES as exc:  # the sweep or the heartbeat adds it later
-            self._stats.redis_error(exc)
+        return Join(self, group, channel, events, (group_tag(group), lua))
+
+    async def finish(self, join: "Join") -> None:
+        """With presence events: queue the changes, hand the joiner the state.
+        Without a result (Redis did not take it), the sweep or the heartbeat
+        writes the metadata later."""
+        if not join.events or join.result is None:
             return
-        if not events:
-            return
-        changes, seq, values, ghosts = result
-        state = _state(values, ghosts)
+        changes, seq, values, ghosts = join.result
+        group, channel = join.group, join.channel
         self.worker.queue(group, changes_of(changes), (channel, int(seq)))
-        event = {"type": PRESENCE_STATE, "group": group, "presence": state}
+        event = {
+            "type": PRESENCE_STATE,
+            "group": group,
+            "presence": _state(values, ghosts),
+        }
         try:
             await self._send(channel, {**event, "_seq": int(seq)})
         except Exception as exc:  # the membership stands; the member missed it
             logger.warning(
-                "presence state for %s not sent to %s: %r", group, channel, exc
+                "presence state of %s not sent to %s: %r", group, channel, exc
             )
 
     async def leave(self, group: str, channel: str) -> None:
@@ -241,3 +246,19 @@ def _state(values: list[bytes], ghosts: list[bytes]) -> Presence:
         if key not in state:
             state[key] = [codec.decode(ghosts[i + 1])]
     return state
+
+
+class Join:
+    """One group_add's presence command, and its result once it ran."""
+
+    __slots__ = ("channel", "events", "group", "people", "result", "tagged")
+
+    def __init__(
+        self, people: People, group: str, channel: str, events: bool, tagged: Any
+    ) -> None:
+        self.people, self.group, self.channel = people, group, channel
+        self.events, self.tagged = events, tagged
+        self.result: Any = None
+
+    async def finish(self) -> None:
+        await self.people.finish(self)
