@@ -75,7 +75,7 @@ class Worker:
         with self._lock:
             if changes:
                 self._changes.setdefault(group, []).extend(changes)
-            if joiner is not None:
+            if joiner is not None and group in self._changes:  # else no diff to skip
                 self._joiners.setdefault(group, {})[joiner[0]] = joiner[1]
         task, wake = self._task, self._wake
         if changes and task is not None and wake is not None and not task.done():
