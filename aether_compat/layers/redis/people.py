@@ -25,6 +25,7 @@ from .people_worker import Worker, changes_of
 from .util import REDIS_FAILURES, Parts, logger, now_ms
 
 Tagged = list[tuple[str, Command]]
+RECHECK_MS = 1000
 Options = Callable[[str], GroupOptions]
 Send = Callable[[str, dict[str, Any]], Awaitable[None]]
 
@@ -123,6 +124,8 @@ class People:
                 if not fields:
                     del self.mine[group]
         options = self._options(group)
+        if options.presence_events:
+            self.worker.ensure()  # it announces the leave when grace ends
         lua = self.leave_command(group, options, [field], deferred=False)
         try:
             (flat,) = await self._connections.execute([(group_tag(group), lua)])
@@ -141,8 +144,11 @@ class People:
         own: str = "",
     ) -> Command:
         base = group_base(self.prefix, group)
+        # A repair (`own`) may race a join in flight: what it takes out waits in
+        # grace for at least a second, so the next sweep puts it back silently.
+        due = self._due(options, False, RECHECK_MS if own else 0)
         args = [base, int(options.presence_events), self.ttl_ms, seq_floor()]
-        args += [int(state), self._due(options, False), own]
+        args += [int(state), due, own]
         args += [x for pair in pairs for x in pair]
         return script(JOIN, [base + "pc"], args)
 
@@ -156,8 +162,8 @@ class People:
         args = [base, int(options.presence_events), seq_floor(), due, *fields]
         return script(LEAVE, [base + "pc"], args)
 
-    def _due(self, options: GroupOptions, deferred: bool) -> str:
-        grace_ms = int(options.presence_grace * 1000)
+    def _due(self, options: GroupOptions, deferred: bool, least: int = 0) -> str:
+        grace_ms = max(int(options.presence_grace * 1000), least)
         return str(now_ms() + grace_ms) if grace_ms or deferred else ""
 
     # Reading
