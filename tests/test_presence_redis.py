@@ -365,6 +365,23 @@ async def test_lost_redis_data_comes_back_with_no_leaves_or_joins(loss):
                 await layer.close()
 
 
+@pytest.mark.faults
+async def test_a_join_during_an_outage_gets_its_state_once_redis_is_back():
+    with redis_server() as server:
+        layer = new_layer(f"test-{uuid.uuid4().hex[:12]}", server.url)
+        try:
+            channel = await layer.new_channel()
+            server.stop()
+            await layer.group_add("room:o", channel, meta={"user": "O"})  # no raise
+            server.start()  # same port, empty
+            async with asyncio.timeout(10):
+                state = await layer.receive(channel)
+            assert state["type"] == "aether.presence_state"
+            assert state["presence"] == {"O": [{"user": "O"}]}
+        finally:
+            await layer.close()
+
+
 async def test_presence_events_on_a_cluster(cluster):
     hosts = [{"address": cluster[0].url, "cluster": True}]
     prefix = f"cl-{uuid.uuid4().hex[:8]}"

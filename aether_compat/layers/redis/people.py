@@ -15,6 +15,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ...errors import MemberUnreachable
 from ...presence import PRESENCE_STATE, Presence, PresenceStats, presence_key
 from .. import codec
 from ..group_options import GroupOptions
@@ -74,6 +75,7 @@ class People:
         self.mine: dict[str, dict[str, bytes]] = {}
         """group -> field -> value: memberships this instance made for its own
         channels and plain ones, to announce again when Redis lost them."""
+        self.owed: dict[str, set[str]] = {}  # group -> joiners still owed a state
 
     # Joining and leaving
 
@@ -96,28 +98,66 @@ class People:
         """With presence events: queue the changes, hand the joiner the state.
         Without a result (Redis did not take it), the sweep or the heartbeat
         writes the metadata later."""
-        if not join.events or join.result is None:
+        if not join.events:
+            return
+        group, channel = join.group, join.channel
+        if join.result is None:  # the sweep sends the state once Redis answers
+            with self._lock:
+                self.owed.setdefault(group, set()).add(channel)
             return
         changes, seq, values, ghosts = join.result
-        group, channel = join.group, join.channel
         self.worker.queue(group, changes_of(changes), (channel, int(seq)))
-        event = {
-            "type": PRESENCE_STATE,
-            "group": group,
-            "presence": _state(values, ghosts),
-        }
-        try:
-            await self._send(channel, {**event, "_seq": int(seq)})
-        except Exception as exc:  # the membership stands; the member missed it
-            logger.warning(
-                "presence state of %s not sent to %s: %r", group, channel, exc
-            )
+        state = _state(values, ghosts)
+        if await self._send_state(group, [channel], state, int(seq)):
+            with self._lock:  # the sweep tries again with a fresh state
+                self.owed.setdefault(group, set()).add(channel)
+
+    async def send_owed(self) -> None:
+        """The states of joins Redis did not take, once it holds their
+        connections again (the sweep calls this after its repairs)."""
+        with self._lock:
+            owed, self.owed = self.owed, {}
+        for group, channels in owed.items():
+            base = group_base(self.prefix, group)
+            lua = script(READ, [base + "pc"], [base])
+            try:
+                ((pairs, ghosts, seq),) = await self._connections.execute(
+                    [(group_tag(group), lua)]
+                )
+            except REDIS_FAILURES:
+                with self._lock:
+                    self.owed.setdefault(group, set()).update(channels)
+                raise
+            state = _state(pairs[1::2], ghosts)
+            late = await self._send_state(group, sorted(channels), state, int(seq))
+            with self._lock:  # e.g. this process not announced again yet
+                self.owed.setdefault(group, set()).update(late)
+                if not self.owed[group]:
+                    del self.owed[group]
+
+    async def _send_state(
+        self, group: str, channels: list[str], state: Presence, seq: int
+    ) -> list[str]:
+        """Send the state; the channels that were unreachable (to try again)."""
+        event = {"type": PRESENCE_STATE, "group": group, "presence": state}
+        late = []
+        for channel in channels:
+            try:
+                await self._send(channel, {**event, "_seq": seq})
+            except MemberUnreachable:
+                late.append(channel)
+            except Exception as exc:  # the membership stands; the member missed it
+                logger.warning(
+                    "presence state of %s not sent to %s: %r", group, channel, exc
+                )
+        return late
 
     async def leave(self, group: str, channel: str) -> None:
         """Take the membership's metadata out; the key's last connection leaves
         after `presence_grace` (the worker announces it)."""
         _, field = field_of(channel)
         with self._lock:
+            self.owed.get(group, set()).discard(channel)
             fields = self.mine.get(group)
             if fields is not None:
                 fields.pop(field, None)
@@ -174,7 +214,9 @@ class People:
         and how many connections it has (keys in grace have none)."""
         base = group_base(self.prefix, group)
         lua = script(READ, [base + "pc"], [base])
-        ((pairs, ghosts),) = await self._connections.execute([(group_tag(group), lua)])
+        ((pairs, ghosts, _),) = await self._connections.execute(
+            [(group_tag(group), lua)]
+        )
         found: Presence = {}
         for i in range(0, len(pairs), 2):
             box, _, token = pairs[i].decode().partition(" ")
@@ -240,6 +282,7 @@ class People:
     def forget_all(self) -> None:
         with self._lock:
             self.mine.clear()
+            self.owed.clear()
 
 
 def _state(values: list[bytes], ghosts: list[bytes]) -> Presence:

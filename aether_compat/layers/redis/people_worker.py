@@ -189,12 +189,13 @@ class Worker:
                     group, people.options_of(group), pairs, own=self.box
                 )
                 work.append((group, (group_tag(group), lua)))
-        if not work:
-            return
-        results = await self._connections.execute([w[1] for w in work])
-        for (group, _), result in zip(work, results, strict=True):
-            flat = result[0] if result and isinstance(result[0], list) else result
-            self.queue(group, changes_of(flat), None)
+        if work:
+            results = await self._connections.execute([w[1] for w in work])
+            for (group, _), result in zip(work, results, strict=True):
+                flat = result[0] if result and isinstance(result[0], list) else result
+                self.queue(group, changes_of(flat), None)
+        if people.owed:
+            await people.send_owed()
 
     async def _dead(self, boxes: list[str]) -> set[str]:
         if not boxes:
