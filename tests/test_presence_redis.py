@@ -223,6 +223,27 @@ async def test_concurrent_joins_from_two_instances_end_exact(layers):
     assert sorted(joins) == sorted(users)  # each one once
 
 
+async def test_concurrent_joins_and_leaves_end_exact(layers):
+    """Churn from two instances at once: the final state is exact, and every
+    user who left is announced once."""
+    a, b = layers
+    watcher = await Watcher(a, "now:2").join({"user": "watcher"})
+    users = [f"u{i}" for i in range(20)]
+    tabs = await asyncio.gather(
+        *(tab(layer, "now:2", user) for user in users for layer in (a, b))
+    )
+    await watcher.until(lambda w: len(w.present) == 21)
+    owners = [a, b] * len(users)
+    closing = [i for i in range(len(tabs)) if i < 20 or i % 2 == 0]
+    await asyncio.gather(*(owners[i].group_discard("now:2", tabs[i]) for i in closing))
+    kept = {"watcher", *users[10:]}
+    await watcher.until(lambda w: w.present.keys() == kept)
+    assert (await b.group_presence("now:2")).keys() == kept
+    assert await a.group_presence_stats("now:2") == PresenceStats(11, 11)
+    leaves = [k for e in watcher.events[1:] for k in e["leaves"]]
+    assert sorted(leaves) == sorted(users[:10])
+
+
 async def test_presence_and_stats_without_events(layers):
     """Every membership has presence; a second add replaces its meta; no events."""
     a, b = layers

@@ -76,6 +76,9 @@ class People:
         """group -> field -> value: memberships this instance made for its own
         channels and plain ones, to announce again when Redis lost them."""
         self.owed: dict[str, set[str]] = {}  # group -> joiners still owed a state
+        self.touched: dict[str, int] = {}
+        """group -> count of joins and leaves started or ended: a sweep repairs
+        a group only if none ran while it looked (else counts differ in flight)."""
 
     # Joining and leaving
 
@@ -85,6 +88,7 @@ class People:
         options = self._options(group)
         box, field = field_of(channel)
         value = encode_value(presence_key(meta, channel), meta)
+        self.touch(group)
         if box == self.box or box.startswith("c."):
             with self._lock:
                 self.mine.setdefault(group, {})[field] = value
@@ -98,6 +102,7 @@ class People:
         """With presence events: queue the changes, hand the joiner the state.
         Without a result (Redis did not take it), the sweep or the heartbeat
         writes the metadata later."""
+        self.touch(join.group)
         if not join.events:
             return
         group, channel = join.group, join.channel
@@ -156,6 +161,7 @@ class People:
         """Take the membership's metadata out; the key's last connection leaves
         after `presence_grace` (the worker announces it)."""
         _, field = field_of(channel)
+        self.touch(group)
         with self._lock:
             self.owed.get(group, set()).discard(channel)
             fields = self.mine.get(group)
@@ -172,6 +178,8 @@ class People:
         except REDIS_FAILURES as exc:  # the sweep takes it out (stale connection)
             self._stats.redis_error(exc)
             return
+        finally:
+            self.touch(group)
         if flat:
             self.worker.queue(group, changes_of(flat), None)
 
@@ -250,7 +258,13 @@ class People:
 
     def groups(self) -> list[str]:
         with self._lock:
+            for group in [g for g in self.touched if g not in self.mine]:
+                del self.touched[group]
             return list(self.mine)
+
+    def touch(self, group: str) -> None:
+        with self._lock:
+            self.touched[group] = self.touched.get(group, 0) + 1
 
     def announce(self) -> Tagged:
         """The metadata of memberships in groups without presence events, for the

@@ -154,6 +154,7 @@ class Worker:
         if not groups:
             return
         now = now_ms()
+        touched = {g: people.touched.get(g) for g in groups}
         peeks = [
             (
                 group_tag(g),
@@ -184,7 +185,8 @@ class Worker:
                     (group, (group_tag(group), script(SETTLE, [base + "pc"], args)))
                 )
             pairs = people.own_pairs(group)
-            if counts.get(self.box, 0) != len(pairs):
+            quiet = people.touched.get(group) == touched[group]
+            if quiet and counts.get(self.box, 0) != len(pairs):
                 lua = people.join_command(
                     group, people.options_of(group), pairs, own=self.box
                 )
