@@ -305,6 +305,7 @@ def run_holder(prefix: str, conn: Any) -> None:
 async def _holder(prefix: str, conn: Any) -> None:
     layer = new_layer(prefix, presence_timeout=2)
     channel = await tab(layer, "room:9", "B")
+    await layer.group_add("plain:9", channel, meta={"user": "B"})
     conn.send(channel)
     while True:  # its own state first, then the others' changes
         await layer.receive(channel)
@@ -337,6 +338,9 @@ async def test_kill_9_gives_exactly_one_leave_within_presence_timeout():
             leaves = [k for e in watcher.events for k in e.get("leaves", ())]
             assert leaves == ["B"]
         assert "B" not in await a.group_presence("room:9")
+        assert await a.group_presence("plain:9") == {}  # and a reader prunes it:
+        client = a._connections.command_client("g.plain:9")
+        assert await client.hlen(f"{prefix}:{{g.plain:9}}:pc") == 0
     finally:
         for layer in (a, b):
             await layer.close()

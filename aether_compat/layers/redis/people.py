@@ -226,13 +226,19 @@ class People:
             [(group_tag(group), lua)]
         )
         found: Presence = {}
+        strays = set()
         for i in range(0, len(pairs), 2):
             box, _, token = pairs[i].decode().partition(" ")
             if channel_name(box, token or None) in members:
                 key, meta = decode_value(pairs[i + 1])
                 found.setdefault(key, []).append(codec.decode(meta))
+            elif box.startswith("p.") and box != self.box:
+                strays.add(box)
+        events = self._options(group).presence_events
+        if strays:  # maybe a crashed process's: take them out now
+            await self.worker.prune(group, sorted(strays), events)
         connections = sum(len(metas) for metas in found.values())
-        if self._options(group).presence_events:
+        if events:
             for i in range(0, len(ghosts), 2):
                 key = ghosts[i].decode()
                 if key not in found:

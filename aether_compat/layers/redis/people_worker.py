@@ -199,6 +199,24 @@ class Worker:
         if people.owed:
             await people.send_owed()
 
+    async def prune(self, group: str, boxes: list[str], events: bool) -> None:
+        """Take out the connections of those `boxes` that are dead (a reader
+        found them; groups without presence events have no sweep)."""
+        try:
+            dead = sorted(await self._dead(boxes))
+            if not dead:
+                return
+            base, now = _base(self.prefix, group), now_ms()
+            args = [base, now, str(now * 1000), int(events), *dead]
+            lua = script(SETTLE, [base + "pc"], args)
+            (flat,) = await self._connections.execute([(group_tag(group), lua)])
+        except REDIS_FAILURES as exc:  # the answer stands; the next read retries
+            logger.warning("presence prune of %s failed: %r", group, exc)
+            return
+        if flat:
+            self.ensure()
+            self.queue(group, changes_of(flat), None)
+
     async def _dead(self, boxes: list[str]) -> set[str]:
         if not boxes:
             return set()
