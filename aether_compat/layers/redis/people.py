@@ -20,8 +20,16 @@ from ...presence import PRESENCE_STATE, Presence, PresenceStats, presence_key
 from .. import codec
 from ..group_options import GroupOptions
 from .connections import Command, Connections, script
-from .keys import channel_name, group_tag, route
+from .keys import channel_name, group_tag
 from .people_scripts import JOIN, LEAVE, READ
+from .people_values import (
+    decode_value,
+    encode_value,
+    field_of,
+    group_base,
+    seq_floor,
+    state_of,
+)
 from .people_worker import Worker, changes_of
 from .util import REDIS_FAILURES, Parts, logger, now_ms
 
@@ -29,32 +37,6 @@ Tagged = list[tuple[str, Command]]
 RECHECK_MS = 1000
 Options = Callable[[str], GroupOptions]
 Send = Callable[[str, dict[str, Any]], Awaitable[None]]
-
-
-def group_base(prefix: str, group: str) -> str:
-    return f"{prefix}:{{g.{group}}}:"
-
-
-def encode_value(key: str, meta: dict[str, Any]) -> bytes:
-    raw = key.encode()
-    return b"%d:%s%s" % (len(raw), raw, codec.encode(meta))
-
-
-def decode_value(value: bytes) -> tuple[str, bytes]:
-    """(key, encoded meta) of a stored connection."""
-    size, rest = value.split(b":", 1)
-    n = int(size)
-    return rest[:n].decode(), rest[n:]
-
-
-def field_of(channel: str) -> tuple[str, str]:
-    """(box, field): how a connection is named in its group's `pc` hash."""
-    box, token = route(channel)
-    return box, box if token is None else f"{box} {token}"
-
-
-def seq_floor() -> str:
-    return str(now_ms() * 1000)
 
 
 class People:
@@ -112,8 +94,8 @@ class People:
             return
         changes, seq, values, ghosts = join.result
         self.worker.queue(group, changes_of(changes), (channel, int(seq)))
-        state = _state(values, ghosts)
-        if await self._send_state(group, [channel], state, int(seq)):
+        state = state_of(values, ghosts)
+        if await self._sendstate_of(group, [channel], state, int(seq)):
             with self._lock:  # the sweep tries again with a fresh state
                 self.owed.setdefault(group, set()).add(channel)
 
@@ -133,14 +115,14 @@ class People:
                 with self._lock:
                     self.owed.setdefault(group, set()).update(channels)
                 raise
-            state = _state(pairs[1::2], ghosts)
-            late = await self._send_state(group, sorted(channels), state, int(seq))
+            state = state_of(pairs[1::2], ghosts)
+            late = await self._sendstate_of(group, sorted(channels), state, int(seq))
             with self._lock:  # e.g. this process not announced again yet
                 self.owed.setdefault(group, set()).update(late)
                 if not self.owed[group]:
                     del self.owed[group]
 
-    async def _send_state(
+    async def _sendstate_of(
         self, group: str, channels: list[str], state: Presence, seq: int
     ) -> list[str]:
         """Send the state; the channels that were unreachable (to try again)."""
@@ -303,18 +285,6 @@ class People:
         with self._lock:
             self.mine.clear()
             self.owed.clear()
-
-
-def _state(values: list[bytes], ghosts: list[bytes]) -> Presence:
-    state: Presence = {}
-    for value in values:
-        key, meta = decode_value(value)
-        state.setdefault(key, []).append(codec.decode(meta))
-    for i in range(0, len(ghosts), 2):
-        key = ghosts[i].decode()
-        if key not in state:
-            state[key] = [codec.decode(ghosts[i + 1])]
-    return state
 
 
 class Join:

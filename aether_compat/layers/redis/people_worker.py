@@ -25,6 +25,7 @@ from .. import codec
 from .connections import Connections, command, script
 from .keys import box_base, group_tag
 from .people_scripts import PEEK, SETTLE
+from .people_values import group_base
 from .util import REDIS_FAILURES, backoff, logger, now_ms
 
 if TYPE_CHECKING:
@@ -159,7 +160,9 @@ class Worker:
             (
                 group_tag(g),
                 script(
-                    PEEK, [_base(self.prefix, g) + "pc"], [_base(self.prefix, g), now]
+                    PEEK,
+                    [group_base(self.prefix, g) + "pc"],
+                    [group_base(self.prefix, g), now],
                 ),
             )
             for g in groups
@@ -179,7 +182,7 @@ class Worker:
             }
             gone = [b for b in counts if b in dead]
             if due or gone:
-                base = _base(self.prefix, group)
+                base = group_base(self.prefix, group)
                 args = [base, now, str(now * 1000), 1, *gone]
                 work.append(
                     (group, (group_tag(group), script(SETTLE, [base + "pc"], args)))
@@ -206,7 +209,7 @@ class Worker:
             dead = sorted(await self._dead(boxes))
             if not dead:
                 return
-            base, now = _base(self.prefix, group), now_ms()
+            base, now = group_base(self.prefix, group), now_ms()
             args = [base, now, str(now * 1000), int(events), *dead]
             lua = script(SETTLE, [base + "pc"], args)
             (flat,) = await self._connections.execute([(group_tag(group), lua)])
@@ -252,7 +255,3 @@ def diff_event(group: str, changes: list[Change]) -> tuple[dict[str, Any], int]:
         "_seqs": seqs,
     }
     return event, max(seqs.values(), default=0)
-
-
-def _base(prefix: str, group: str) -> str:
-    return f"{prefix}:{{g.{group}}}:"
