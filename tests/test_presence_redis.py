@@ -206,6 +206,16 @@ async def test_rolling_restart_within_grace_announces_nothing(layers):
     assert watcher.changes == [("+", u) for u in users] + [("+", "M"), ("-", "M")]
 
 
+async def test_a_leave_in_grace_outlives_the_process_that_made_it(layers):
+    a, _ = layers
+    gone = new_layer(a.prefix)
+    watcher = await Watcher(a, "room:8").join({"user": "watcher"})
+    await gone.group_discard("room:8", await tab(gone, "room:8", "A"))
+    await gone.close()  # its worker will never announce A's leave
+    assert await watcher.next_change() == ("+", "A")
+    assert await watcher.next_change(GRACE + 3) == ("-", "A")
+
+
 async def test_concurrent_joins_from_two_instances_end_exact(layers):
     a, b = layers
     watcher = await Watcher(a, "room:4").join({"user": "watcher"})
