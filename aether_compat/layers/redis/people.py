@@ -1,0 +1,303 @@
+"""Presence of people on the Redis layer: every membership's metadata in its
+group's slot, the state and diff events of groups with `presence_events`, and
+what this instance must announce again or take out when Redis lost it or the
+process stops. The scripts are people_scripts.py; batching and sweeping, on an
+event loop, are people_worker.py.
+
+Joins and leaves are decided in Redis (a per-key connection count), so one user
+over many tabs, processes and servers is one join and, once its last connection
+closed and `presence_grace` passed, one leave. Each announced change takes a
+number from the group's sequence in the same step; the state carries the number
+it was read at (see /work/spec/presence-internal.md).
+"""
+
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ...errors import MemberUnreachable
+from ...presence import PRESENCE_STATE, Presence, PresenceStats, presence_key
+from .. import codec
+from ..group_options import GroupOptions
+from .connections import Command, Connections, script
+from .keys import channel_name, group_tag
+from .people_scripts import JOIN, LEAVE, READ
+from .people_values import (
+    decode_value,
+    encode_value,
+    field_of,
+    group_base,
+    seq_floor,
+    state_of,
+)
+from .people_worker import Worker, changes_of
+from .util import REDIS_FAILURES, Parts, logger, now_ms
+
+Tagged = list[tuple[str, Command]]
+RECHECK_MS = 1000
+Options = Callable[[str], GroupOptions]
+Send = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+class People:
+    """Presence of one Redis layer instance; names arrive checked."""
+
+    def __init__(
+        self, parts: Parts, options: Options, send: Send, worker: Worker
+    ) -> None:
+        self.prefix = parts.prefix
+        self.box = parts.presence.box
+        self.ttl_ms = max(parts.rules.group_expiry_ms, 1)
+        self._connections: Connections = parts.connections
+        self._stats = parts.stats
+        self._options = options
+        self._send = send
+        self.worker = worker
+        self._lock = threading.Lock()
+        self.mine: dict[str, dict[str, bytes]] = {}
+        """group -> field -> value: memberships this instance made for its own
+        channels and plain ones, to announce again when Redis lost them."""
+        self.owed: dict[str, set[str]] = {}  # group -> joiners still owed a state
+        self.touched: dict[str, int] = {}
+        """group -> count of joins and leaves started or ended: a sweep repairs
+        a group only if none ran while it looked (else counts differ in flight)."""
+
+    # Joining and leaving
+
+    def joining(self, group: str, channel: str, meta: dict[str, Any]) -> "Join":
+        """The presence part of a group_add, to run with the membership (one round
+        trip: `Groups.add`), then `finish()`."""
+        options = self._options(group)
+        box, field = field_of(channel)
+        value = encode_value(presence_key(meta, channel), meta)
+        self.touch(group)
+        if box == self.box or box.startswith("c."):
+            with self._lock:
+                self.mine.setdefault(group, {})[field] = value
+        events = options.presence_events
+        if events:
+            self.worker.ensure()
+        lua = self.join_command(group, options, [(field, value)], state=events)
+        return Join(self, group, channel, events, (group_tag(group), lua))
+
+    async def finish(self, join: "Join") -> None:
+        """With presence events: queue the changes, hand the joiner the state.
+        Without a result (Redis did not take it), the sweep or the heartbeat
+        writes the metadata later."""
+        self.touch(join.group)
+        if not join.events:
+            return
+        group, channel = join.group, join.channel
+        if join.result is None:  # the sweep sends the state once Redis answers
+            with self._lock:
+                self.owed.setdefault(group, set()).add(channel)
+            return
+        changes, seq, values, ghosts = join.result
+        self.worker.queue(group, changes_of(changes), (channel, int(seq)))
+        state = state_of(values, ghosts)
+        if await self._sendstate_of(group, [channel], state, int(seq)):
+            with self._lock:  # the sweep tries again with a fresh state
+                self.owed.setdefault(group, set()).add(channel)
+
+    async def send_owed(self) -> None:
+        """The states of joins Redis did not take, once it holds their
+        connections again (the sweep calls this after its repairs)."""
+        with self._lock:
+            owed, self.owed = self.owed, {}
+        for group, channels in owed.items():
+            base = group_base(self.prefix, group)
+            lua = script(READ, [base + "pc"], [base])
+            try:
+                ((pairs, ghosts, seq),) = await self._connections.execute(
+                    [(group_tag(group), lua)]
+                )
+            except REDIS_FAILURES:
+                with self._lock:
+                    self.owed.setdefault(group, set()).update(channels)
+                raise
+            state = state_of(pairs[1::2], ghosts)
+            late = await self._sendstate_of(group, sorted(channels), state, int(seq))
+            with self._lock:  # e.g. this process not announced again yet
+                self.owed.setdefault(group, set()).update(late)
+                if not self.owed[group]:
+                    del self.owed[group]
+
+    async def _sendstate_of(
+        self, group: str, channels: list[str], state: Presence, seq: int
+    ) -> list[str]:
+        """Send the state; the channels that were unreachable (to try again)."""
+        event = {"type": PRESENCE_STATE, "group": group, "presence": state}
+        late = []
+        for channel in channels:
+            try:
+                await self._send(channel, {**event, "_seq": seq})
+            except MemberUnreachable:
+                late.append(channel)
+            except Exception as exc:  # the membership stands; the member missed it
+                logger.warning(
+                    "presence state of %s not sent to %s: %r", group, channel, exc
+                )
+        return late
+
+    async def leave(self, group: str, channel: str) -> None:
+        """Take the membership's metadata out; the key's last connection leaves
+        after `presence_grace` (the worker announces it)."""
+        _, field = field_of(channel)
+        self.touch(group)
+        with self._lock:
+            self.owed.get(group, set()).discard(channel)
+            fields = self.mine.get(group)
+            if fields is not None:
+                fields.pop(field, None)
+                if not fields:
+                    del self.mine[group]
+        options = self._options(group)
+        if options.presence_events:
+            self.worker.ensure()  # it announces the leave when grace ends
+        lua = self.leave_command(group, options, [field], deferred=False)
+        try:
+            (flat,) = await self._connections.execute([(group_tag(group), lua)])
+        except REDIS_FAILURES as exc:  # the sweep takes it out (stale connection)
+            self._stats.redis_error(exc)
+            return
+        finally:
+            self.touch(group)
+        if flat:
+            self.worker.queue(group, changes_of(flat), None)
+
+    def join_command(
+        self,
+        group: str,
+        options: GroupOptions,
+        pairs: list[tuple[str, bytes]],
+        state: bool = False,
+        own: str = "",
+    ) -> Command:
+        base = group_base(self.prefix, group)
+        # A repair (`own`) may race a join in flight: what it takes out waits in
+        # grace for at least a second, so the next sweep puts it back silently.
+        due = self._due(options, False, RECHECK_MS if own else 0)
+        args = [base, int(options.presence_events), self.ttl_ms, seq_floor()]
+        args += [int(state), due, own]
+        args += [x for pair in pairs for x in pair]
+        return script(JOIN, [base + "pc"], args)
+
+    def leave_command(
+        self, group: str, options: GroupOptions, fields: list[str], deferred: bool
+    ) -> Command:
+        """`deferred`: even with no grace the leave waits in `pg` (for a process
+        that stops and will not be there to announce it: others settle it)."""
+        base = group_base(self.prefix, group)
+        due = self._due(options, deferred)
+        args = [base, int(options.presence_events), seq_floor(), due, *fields]
+        return script(LEAVE, [base + "pc"], args)
+
+    def _due(self, options: GroupOptions, deferred: bool, least: int = 0) -> str:
+        grace_ms = max(int(options.presence_grace * 1000), least)
+        return str(now_ms() + grace_ms) if grace_ms or deferred else ""
+
+    # Reading
+
+    async def read(self, group: str, members: set[str]) -> tuple[Presence, int]:
+        """The group's presence: connections of `members` (live processes, as
+        `group_members` says), plus keys in grace for presence-events groups;
+        and how many connections it has (keys in grace have none)."""
+        base = group_base(self.prefix, group)
+        lua = script(READ, [base + "pc"], [base])
+        ((pairs, ghosts, _),) = await self._connections.execute(
+            [(group_tag(group), lua)]
+        )
+        found: Presence = {}
+        strays = set()
+        for i in range(0, len(pairs), 2):
+            box, _, token = pairs[i].decode().partition(" ")
+            if channel_name(box, token or None) in members:
+                key, meta = decode_value(pairs[i + 1])
+                found.setdefault(key, []).append(codec.decode(meta))
+            elif box.startswith("p.") and box != self.box:
+                strays.add(box)
+        events = self._options(group).presence_events
+        if strays:  # maybe a crashed process's: take them out now
+            await self.worker.prune(group, sorted(strays), events)
+        connections = sum(len(metas) for metas in found.values())
+        if events:
+            for i in range(0, len(ghosts), 2):
+                key = ghosts[i].decode()
+                if key not in found:
+                    found[key] = [codec.decode(ghosts[i + 1])]
+        return found, connections
+
+    async def stats(self, group: str, members: set[str]) -> PresenceStats:
+        found, connections = await self.read(group, members)
+        return PresenceStats(connections, len(found))
+
+    def events(self, group: str) -> bool:
+        return self._options(group).presence_events
+
+    def options_of(self, group: str) -> GroupOptions:
+        return self._options(group)
+
+    # For the heartbeat (beat.py, on its thread) and the worker
+
+    def own_pairs(self, group: str) -> list[tuple[str, bytes]]:
+        with self._lock:
+            fields = self.mine.get(group, {})
+            return [(f, v) for f, v in fields.items() if f.startswith(self.box + " ")]
+
+    def groups(self) -> list[str]:
+        with self._lock:
+            for group in [g for g in self.touched if g not in self.mine]:
+                del self.touched[group]
+            return list(self.mine)
+
+    def touch(self, group: str) -> None:
+        with self._lock:
+            self.touched[group] = self.touched.get(group, 0) + 1
+
+    def announce(self) -> Tagged:
+        """The metadata of memberships in groups without presence events, for the
+        heartbeat to write again (those with events: the worker's sweep)."""
+        with self._lock:
+            mine = {g: dict(f) for g, f in self.mine.items()}
+        tagged = []
+        for group, fields in mine.items():
+            options = self._options(group)
+            if not options.presence_events:
+                lua = self.join_command(group, options, list(fields.items()))
+                tagged.append((group_tag(group), lua))
+        return tagged
+
+    def farewell(self) -> Tagged:
+        """Take every membership's metadata out as the process stops; the keys'
+        leaves wait in grace (at least until the next sweep of another process),
+        so a user who reconnects elsewhere meanwhile is announced nothing."""
+        with self._lock:
+            mine, self.mine = self.mine, {}
+        return [
+            (
+                group_tag(group),
+                self.leave_command(group, self._options(group), list(f), True),
+            )
+            for group, f in mine.items()
+        ]
+
+    def forget_all(self) -> None:
+        with self._lock:
+            self.mine.clear()
+            self.owed.clear()
+
+
+class Join:
+    """One group_add's presence command, and its result once it ran."""
+
+    __slots__ = ("channel", "events", "group", "people", "result", "tagged")
+
+    def __init__(
+        self, people: People, group: str, channel: str, events: bool, tagged: Any
+    ) -> None:
+        self.people, self.group, self.channel = people, group, channel
+        self.events, self.tagged = events, tagged
+        self.result: Any = None
+
+    async def finish(self) -> None:
+        await self.people.finish(self)
