@@ -21,11 +21,13 @@ from typing import Any
 
 from ..errors import ChannelFull, MemberUnreachable
 from ..history import History, check_limit, check_since
+from ..presence import Presence, PresenceStats, check_meta
 from ..results import SendResult
 from ..sessions import Session
 from . import codec
 from .base import AetherLayer
 from .memory_history import MemoryHistory, decoded, strip_position
+from .memory_presence import MemoryPresence
 from .wakeup import running_loop, wake_one
 
 logger = logging.getLogger(__name__)
@@ -77,6 +79,13 @@ class InMemoryChannelLayer(AetherLayer):
         self._maybe_idle: set[str] = set()
         # None when no group has options: a group_send then asks nothing more.
         self._history = MemoryHistory() if self.group_options else None
+        self._presence = MemoryPresence(
+            self._lock,
+            self.group_options,
+            self._send_diff,
+            self._sweep,
+            min(expiry, group_expiry) / 4,
+        )
 
     # Channels API
 
@@ -146,9 +155,15 @@ class InMemoryChannelLayer(AetherLayer):
 
     # Groups
 
-    async def group_add(self, group: str, channel: str) -> None:
+    async def group_add(
+        self, group: str, channel: str, *, meta: dict[str, Any] | None = None
+    ) -> None:
+        """Add `channel` to `group` with its presence metadata (a new `meta`
+        replaces the old); in a group with presence events it is then handed
+        the group's presence state."""
         self._members_of(group)
         self._lookup(channel)
+        meta = dict(check_meta(meta))
         with self._lock:
             members = self._groups.get(group)
             if members is None:
@@ -159,9 +174,12 @@ class InMemoryChannelLayer(AetherLayer):
             else:
                 ch.groups.add(group)
             members[channel] = now = time.monotonic()
+            state = self._presence.joined(group, channel, meta)
             last = None if self._history is None else self._last(group, now)
+        if state is not None:
+            await self._hand(channel, state)
         if last is not None:
-            await self._hand_last(channel, last)
+            await self._hand(channel, codec.decode(last))
 
     async def group_discard(self, group: str, channel: str) -> None:
         members = self._members_of(group)
@@ -273,6 +291,68 @@ class InMemoryChannelLayer(AetherLayer):
             if joined >= oldest or name in self.sessions
         }
 
+    # Presence (memory_presence.py)
+
+    async def group_presence(self, group: str) -> Presence:
+        """The group's presence: user key -> the metadata of each connection."""
+        members = await self.group_members(group)
+        with self._lock:
+            return self._presence.presence(group, members)
+
+    async def group_presence_stats(self, group: str) -> PresenceStats:
+        """How many connections the group has, and how many distinct users."""
+        members = await self.group_members(group)
+        with self._lock:
+            return self._presence.stats(group, members)
+
+    async def _send_diff(self, group: str) -> None:
+        """On the presence clock: send the group's collected diff. Every delivery
+        starts before the first await, so diffs reach each member in order."""
+        now = time.monotonic()
+        sessions = self.sessions
+        with self._lock:
+            diff = self._presence.take_diff(group)
+            members = self._groups.get(group)
+            if diff is None or not members:
+                return
+            event, own = diff
+            payload = codec.encode(event)
+            common = {n: t for n, t in members.items() if n not in own}
+            calls = self._deliver(common, (now + self.expiry, payload), now)[3]
+            starts = []
+            for name, alone in own.items():
+                if alone["joins"] or alone["leaves"]:
+                    mine = codec.encode(alone)
+                    mine_calls = self._deliver(
+                        {name: now}, (now + self.expiry, mine), now
+                    )
+                    starts += [(mine_calls[3], mine)]
+        running = asyncio.get_running_loop()
+        pending = sessions.start_many(calls, payload, running).pending
+        for mine_calls, mine in starts:
+            pending.update(sessions.start_many(mine_calls, mine, running).pending)
+        if pending:
+            await asyncio.wait(pending, timeout=sessions.timeout)
+
+    def _sweep(self, groups: Iterable[str]) -> None:
+        """On the presence clock: drop expired memberships of presence groups (past
+        `group_expiry`, or whose reader stopped), so that their leaves are sent."""
+        now = time.monotonic()
+        oldest = now - self.group_expiry
+        with self._lock:
+            for group in groups:
+                for name, joined in list(self._groups.get(group, {}).items()):
+                    if name in self.sessions:
+                        continue
+                    ch = self._channels.get(name)
+                    if joined < oldest or (
+                        ch is not None
+                        and ch.messages
+                        and ch.messages[0][0] < now
+                        and self._drop_expired(ch, now)
+                    ):
+                        self._expire_membership(group, name, now)
+
     async def group_names(self) -> list[str]:
         """Every group with members now (operators' pages)."""
         with self._lock:
@@ -308,13 +388,13 @@ class InMemoryChannelLayer(AetherLayer):
             return None
         return self._history.newest(group, options, now)
 
-    async def _hand_last(self, channel: str, payload: bytes) -> None:
-        """`last_on_join`: the group's newest message to the new member alone; the
-        join stands if it cannot take it (a full channel, a failing session)."""
+    async def _hand(self, channel: str, message: dict[str, Any]) -> None:
+        """What a join hands the new member alone (presence state, `last_on_join`);
+        the join stands if it cannot take it (a full channel, a failing session)."""
         try:
-            await self.send(channel, codec.decode(payload))
+            await self.send(channel, message)
         except Exception as exc:
-            logger.info("the group's last message did not reach %s: %r", channel, exc)
+            logger.info("%s did not reach %s: %r", message.get("type"), channel, exc)
 
     # Flush and close
 
@@ -331,11 +411,13 @@ class InMemoryChannelLayer(AetherLayer):
         self._maybe_idle = set()
         if self._history is not None:
             self._history.forget_all()
+        self._presence.forget_all()
         for name, ch in list(self._channels.items()):
             self._close_if_idle(name, ch)
 
     async def close(self) -> None:
-        """Nothing to release: the layer holds no connections."""
+        """Stop the presence clock (its thread); the layer holds no connections."""
+        self._presence.close()
 
     # Internals
 
@@ -386,8 +468,10 @@ class InMemoryChannelLayer(AetherLayer):
     def _leave(self, group: str, channel: str) -> None:
         members = self._groups.get(group)
         left = members is not None and members.pop(channel, None) is not None
-        if left and not members:
-            del self._groups[group]
+        if left:
+            self._presence.left(group, channel)
+            if not members:
+                del self._groups[group]
         ch = self._channels.get(channel)
         if ch is not None and ch.groups:
             ch.groups.discard(group)
