@@ -7,9 +7,9 @@ from typing import Any
 from aether_compat import Channels
 from aether_compat.presence import presence_key
 
-GUEST_DIGITS = 8
-"""Hex digits of a guest's name: 32 bits, so two guests of a 150-person room
-practically never share one."""
+GUEST_DIGITS = 12
+"""Hex digits of a guest's name: 48 bits, so two guests practically never share
+one."""
 
 
 def guest_name(key: str) -> str:
