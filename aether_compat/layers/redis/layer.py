@@ -16,6 +16,8 @@ from typing import Any
 
 from ...errors import ChannelFull, MemberUnreachable
 from ...history import POSITION_KEYS, History, check_limit, check_since
+from ...presence import Presence as PresenceMap
+from ...presence import PresenceStats, check_meta
 from ...results import SendResult
 from ...sessions import SessionTable
 from .. import codec
@@ -32,6 +34,8 @@ from .idempotency import claim
 from .inbox import Inbox, format_acks
 from .keys import Route, box_base, route, scan_pattern
 from .lifecycle import Readers, track
+from .people import People
+from .people_worker import Worker
 from .plain import PlainReceiver
 from .presence import Presence
 from .scripts import SEND_PLAIN, SEND_PROC
@@ -130,6 +134,10 @@ class RedisChannelLayer(AetherLayer):
         self._inbox = Inbox(parts, self._groups)
         self._history = RedisHistory(parts, self._groups, self._inbox)
         self._plain = PlainReceiver(parts, self._inbox.own)
+        worker = self._worker = Worker(self.prefix, self._box, self._connections)
+        self._people = People(parts, self._options, self.send, worker)
+        worker.people, worker.deliver = self._people, self._send_presence
+        self._presence.people = self._people
         self._beat = Beat(
             self.hosts,
             self._presence,
@@ -231,17 +239,22 @@ class RedisChannelLayer(AetherLayer):
 
     # Groups
 
-    async def group_add(self, group: str, channel: str) -> None:
-        """Add (or refresh) a membership; see `Groups.add`."""
+    async def group_add(
+        self, group: str, channel: str, *, meta: dict[str, Any] | None = None
+    ) -> None:
+        """Add (or refresh) a membership with its presence metadata (see
+        `aether_compat.presence`); see `Groups.add`."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
+        meta = check_meta(meta)
         self._beat.ensure()  # it announces the membership again if Redis loses it
         options = self._options(group)
         if options.keeps_history:
             join = lambda: self._groups.add(group, channel)  # noqa: E731
             await self._history.add(group, channel, options, join, self.send)
-            return
-        await self._groups.add(group, channel)
+        else:
+            await self._groups.add(group, channel)
+        await self._people.join(group, channel, meta)
 
     async def group_discard(self, group: str, channel: str) -> None:
         """Remove a membership; absent members are fine. If Redis does not take it,
@@ -252,6 +265,7 @@ class RedisChannelLayer(AetherLayer):
             self._history.forget(group, channel)
         if not await self._groups.discard(group, channel):
             self._beat.poke()
+        await self._people.leave(group, channel)
 
     async def group_send(
         self,
@@ -303,6 +317,40 @@ class RedisChannelLayer(AetherLayer):
         `MemberUnreachable` (naming the group) when Redis does not answer."""
         self.require_valid_group_name(group)
         return await self._groups.members(group)
+
+    async def group_presence(self, group: str) -> PresenceMap:
+        """The group's presence across processes (members of live processes; for
+        presence-events groups also users whose leave waits in grace). Raises
+        `MemberUnreachable` (naming the group) when Redis does not answer."""
+        members = await self.group_members(group)
+        try:
+            return (await self._people.read(group, members))[0]
+        except REDIS_FAILURES as exc:
+            self.stats.redis_error(exc)
+            raise MemberUnreachable(group, f"Redis did not answer: {exc!r}") from exc
+
+    async def group_presence_stats(self, group: str) -> PresenceStats:
+        """Connections and distinct users of the group, as `group_presence`."""
+        members = await self.group_members(group)
+        try:
+            return await self._people.stats(group, members)
+        except REDIS_FAILURES as exc:
+            self.stats.redis_error(exc)
+            raise MemberUnreachable(group, f"Redis did not answer: {exc!r}") from exc
+
+    async def _send_presence(
+        self, group: str, message: dict[str, Any], exclude: list[str]
+    ) -> SendResult:
+        """A presence diff to every member but `exclude`: never into history."""
+        payload = codec.encode(message)
+        skip, session_calls = self._groups.local_sessions(group)
+        if exclude:
+            skip += skip_entries(exclude)
+            session_calls = [s for s in session_calls if s.channel not in exclude]
+        result = await self._groups.send(group, payload, skip)
+        if session_calls:
+            result += await self.sessions.deliver(session_calls, payload)
+        return result
 
     async def group_names(self) -> list[str]:
         """Every group with members in Redis now (SCAN over the group keys, never
@@ -363,6 +411,8 @@ class RedisChannelLayer(AetherLayer):
         local state. Meant for tests: other processes re-announce their members."""
         await asyncio.wrap_future(self._beat.stop())  # no re-announcing meanwhile
         await self._stop_tasks_on(asyncio.get_running_loop())
+        await self._worker.stop(flush=False)
+        self._people.forget_all()
         self._presence.forget_all()
         self._inbox.clear()
         self._history.sequencer.clear()
@@ -375,6 +425,7 @@ class RedisChannelLayer(AetherLayer):
         """Take this instance out of Redis at once (its live key and memberships go,
         so its members leave `group_members` now), stop its tasks and close the
         current loop's connections. Using it again announces it again."""
+        await self._worker.stop(flush=True)  # the diffs it still holds go out
         await asyncio.to_thread(self.leave_now)
         await self._stop_tasks_on(asyncio.get_running_loop())
         self._inbox.stop_elsewhere()

@@ -71,6 +71,7 @@ class Presence:
         self.dirty = False  # a membership may be missing in Redis: announce again
         self._announcing = False
         self._last_leave = 0
+        self.people: Any = None  # people.py: memberships' metadata, announced too
 
     # Joins and leaves, as the layer makes them
 
@@ -172,6 +173,8 @@ class Presence:
             for group, boxes in _expire(self.plain, cutoff):
                 pairs = [x for box, joined in boxes.items() for x in (joined, box)]
                 tagged += self._index_commands(group, pairs)
+        if self.people is not None:
+            tagged += self.people.announce()
         return tagged
 
     def announced(self) -> None:
@@ -191,6 +194,8 @@ class Presence:
                 tagged.append((group_tag(group), leave))
             self.memberships.clear()
             self.plain.clear()
+        if self.people is not None:
+            tagged += self.people.farewell()
         return tagged
 
     def _members_commands(self, group: str, members: dict[str, int]) -> Tagged:

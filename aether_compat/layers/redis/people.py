@@ -1,0 +1,243 @@
+"""Presence of people on the Redis layer: every membership's metadata in its
+group's slot, the state and diff events of groups with `presence_events`, and
+what this instance must announce again or take out when Redis lost it or the
+process stops. The scripts are people_scripts.py; batching and sweeping, on an
+event loop, are people_worker.py.
+
+Joins and leaves are decided in Redis (a per-key connection count), so one user
+over many tabs, processes and servers is one join and, once its last connection
+closed and `presence_grace` passed, one leave. Each announced change takes a
+number from the group's sequence in the same step; the state carries the number
+it was read at (see /work/spec/presence-internal.md).
+"""
+
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ...presence import PRESENCE_STATE, Presence, PresenceStats, presence_key
+from .. import codec
+from ..group_options import GroupOptions
+from .connections import Command, Connections, script
+from .keys import channel_name, group_tag, route
+from .people_scripts import JOIN, LEAVE, READ
+from .people_worker import Worker, changes_of
+from .util import REDIS_FAILURES, Parts, logger, now_ms
+
+Tagged = list[tuple[str, Command]]
+Options = Callable[[str], GroupOptions]
+Send = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+def group_base(prefix: str, group: str) -> str:
+    return f"{prefix}:{{g.{group}}}:"
+
+
+def encode_value(key: str, meta: dict[str, Any]) -> bytes:
+    raw = key.encode()
+    return b"%d:%s%s" % (len(raw), raw, codec.encode(meta))
+
+
+def decode_value(value: bytes) -> tuple[str, bytes]:
+    """(key, encoded meta) of a stored connection."""
+    size, rest = value.split(b":", 1)
+    n = int(size)
+    return rest[:n].decode(), rest[n:]
+
+
+def field_of(channel: str) -> tuple[str, str]:
+    """(box, field): how a connection is named in its group's `pc` hash."""
+    box, token = route(channel)
+    return box, box if token is None else f"{box} {token}"
+
+
+def seq_floor() -> str:
+    return str(now_ms() * 1000)
+
+
+class People:
+    """Presence of one Redis layer instance; names arrive checked."""
+
+    def __init__(
+        self, parts: Parts, options: Options, send: Send, worker: Worker
+    ) -> None:
+        self.prefix = parts.prefix
+        self.box = parts.presence.box
+        self.ttl_ms = max(parts.rules.group_expiry_ms, 1)
+        self._connections: Connections = parts.connections
+        self._stats = parts.stats
+        self._options = options
+        self._send = send
+        self.worker = worker
+        self._lock = threading.Lock()
+        self.mine: dict[str, dict[str, bytes]] = {}
+        """group -> field -> value: memberships this instance made for its own
+        channels and plain ones, to announce again when Redis lost them."""
+
+    # Joining and leaving
+
+    async def join(self, group: str, channel: str, meta: dict[str, Any]) -> None:
+        """Store the membership's metadata; with presence events, announce a
+        first connection of its key and hand `channel` the state."""
+        options = self._options(group)
+        box, field = field_of(channel)
+        value = encode_value(presence_key(meta, channel), meta)
+        if box == self.box or box.startswith("c."):
+            with self._lock:
+                self.mine.setdefault(group, {})[field] = value
+        events = options.presence_events
+        if events:
+            self.worker.ensure()
+        lua = self.join_command(group, options, [(field, value)], state=events)
+        try:
+            (result,) = await self._connections.execute([(group_tag(group), lua)])
+        except REDIS_FAILURES as exc:  # the sweep or the heartbeat adds it later
+            self._stats.redis_error(exc)
+            return
+        if not events:
+            return
+        changes, seq, values, ghosts = result
+        state = _state(values, ghosts)
+        self.worker.queue(group, changes_of(changes), (channel, int(seq)))
+        event = {"type": PRESENCE_STATE, "group": group, "presence": state}
+        try:
+            await self._send(channel, {**event, "_seq": int(seq)})
+        except Exception as exc:  # the membership stands; the member missed it
+            logger.warning(
+                "presence state for %s not sent to %s: %r", group, channel, exc
+            )
+
+    async def leave(self, group: str, channel: str) -> None:
+        """Take the membership's metadata out; the key's last connection leaves
+        after `presence_grace` (the worker announces it)."""
+        _, field = field_of(channel)
+        with self._lock:
+            fields = self.mine.get(group)
+            if fields is not None:
+                fields.pop(field, None)
+                if not fields:
+                    del self.mine[group]
+        options = self._options(group)
+        lua = self.leave_command(group, options, [field], deferred=False)
+        try:
+            (flat,) = await self._connections.execute([(group_tag(group), lua)])
+        except REDIS_FAILURES as exc:  # the sweep takes it out (stale connection)
+            self._stats.redis_error(exc)
+            return
+        if flat:
+            self.worker.queue(group, changes_of(flat), None)
+
+    def join_command(
+        self,
+        group: str,
+        options: GroupOptions,
+        pairs: list[tuple[str, bytes]],
+        state: bool = False,
+        own: str = "",
+    ) -> Command:
+        base = group_base(self.prefix, group)
+        args = [base, int(options.presence_events), self.ttl_ms, seq_floor()]
+        args += [int(state), self._due(options, False), own]
+        args += [x for pair in pairs for x in pair]
+        return script(JOIN, [base + "pc"], args)
+
+    def leave_command(
+        self, group: str, options: GroupOptions, fields: list[str], deferred: bool
+    ) -> Command:
+        """`deferred`: even with no grace the leave waits in `pg` (for a process
+        that stops and will not be there to announce it: others settle it)."""
+        base = group_base(self.prefix, group)
+        due = self._due(options, deferred)
+        args = [base, int(options.presence_events), seq_floor(), due, *fields]
+        return script(LEAVE, [base + "pc"], args)
+
+    def _due(self, options: GroupOptions, deferred: bool) -> str:
+        grace_ms = int(options.presence_grace * 1000)
+        return str(now_ms() + grace_ms) if grace_ms or deferred else ""
+
+    # Reading
+
+    async def read(self, group: str, members: set[str]) -> tuple[Presence, int]:
+        """The group's presence: connections of `members` (live processes, as
+        `group_members` says), plus keys in grace for presence-events groups;
+        and how many connections it has (keys in grace have none)."""
+        base = group_base(self.prefix, group)
+        lua = script(READ, [base + "pc"], [base])
+        ((pairs, ghosts),) = await self._connections.execute([(group_tag(group), lua)])
+        found: Presence = {}
+        for i in range(0, len(pairs), 2):
+            box, _, token = pairs[i].decode().partition(" ")
+            if channel_name(box, token or None) in members:
+                key, meta = decode_value(pairs[i + 1])
+                found.setdefault(key, []).append(codec.decode(meta))
+        connections = sum(len(metas) for metas in found.values())
+        if self._options(group).presence_events:
+            for i in range(0, len(ghosts), 2):
+                key = ghosts[i].decode()
+                if key not in found:
+                    found[key] = [codec.decode(ghosts[i + 1])]
+        return found, connections
+
+    async def stats(self, group: str, members: set[str]) -> PresenceStats:
+        found, connections = await self.read(group, members)
+        return PresenceStats(connections, len(found))
+
+    def events(self, group: str) -> bool:
+        return self._options(group).presence_events
+
+    def options_of(self, group: str) -> GroupOptions:
+        return self._options(group)
+
+    # For the heartbeat (beat.py, on its thread) and the worker
+
+    def own_pairs(self, group: str) -> list[tuple[str, bytes]]:
+        with self._lock:
+            fields = self.mine.get(group, {})
+            return [(f, v) for f, v in fields.items() if f.startswith(self.box + " ")]
+
+    def groups(self) -> list[str]:
+        with self._lock:
+            return list(self.mine)
+
+    def announce(self) -> Tagged:
+        """The metadata of memberships in groups without presence events, for the
+        heartbeat to write again (those with events: the worker's sweep)."""
+        with self._lock:
+            mine = {g: dict(f) for g, f in self.mine.items()}
+        tagged = []
+        for group, fields in mine.items():
+            options = self._options(group)
+            if not options.presence_events:
+                lua = self.join_command(group, options, list(fields.items()))
+                tagged.append((group_tag(group), lua))
+        return tagged
+
+    def farewell(self) -> Tagged:
+        """Take every membership's metadata out as the process stops; the keys'
+        leaves wait in grace (at least until the next sweep of another process),
+        so a user who reconnects elsewhere meanwhile is announced nothing."""
+        with self._lock:
+            mine, self.mine = self.mine, {}
+        return [
+            (
+                group_tag(group),
+                self.leave_command(group, self._options(group), list(f), True),
+            )
+            for group, f in mine.items()
+        ]
+
+    def forget_all(self) -> None:
+        with self._lock:
+            self.mine.clear()
+
+
+def _state(values: list[bytes], ghosts: list[bytes]) -> Presence:
+    state: Presence = {}
+    for value in values:
+        key, meta = decode_value(value)
+        state.setdefault(key, []).append(codec.decode(meta))
+    for i in range(0, len(ghosts), 2):
+        key = ghosts[i].decode()
+        if key not in state:
+            state[key] = [codec.decode(ghosts[i + 1])]
+    return state
