@@ -5,13 +5,15 @@ policy (`permissions.py`) and per-connection limits (`limits.py`).
 Subclasses override small methods, never the lifecycle: `get_groups()` (joined
 before the socket is accepted), `get_policy()`, `get_limits()`, `sender_name()`,
 `sender_id()`, `build_message()`, and the hooks `connected()`, `joined()`,
-`left()`, `sent()`, `disconnect()`; `channel_layer_alias` picks the layer, as in
+`left()`, `sent()`, `disconnect()`, and `presence_meta()` (the metadata of each
+membership: see docs/presence.md); `channel_layer_alias` picks the layer, as in
 any Channels consumer. They send their own frames with `push()`, which speaks the
 connection's dialect.
 """
 
 import logging
 import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -40,6 +42,8 @@ from .limits import (
 from .messages import ChannelMessage
 from .outbound import OutboundLimit
 from .permissions import GroupPolicy, check_command, get_group_policy, is_authenticated
+from .presence import check_meta
+from .presence_frames import PresenceFrames
 from .protocol import (
     LEGACY,
     Command,
@@ -85,6 +89,8 @@ class AetherConsumer(SocketDelivery):
         self.in_groups: set[str] = set()
         self._control_groups: list[str] = []
         self.state = CONNECTING
+        self.connected_at = int(time.time() * 1000)
+        self._presence = PresenceFrames(self.write_text_now)
         channel_receive = await self._attach_channel(send)
         try:
             await await_many_dispatch([receive, channel_receive], self.dispatch)
@@ -93,6 +99,7 @@ class AetherConsumer(SocketDelivery):
         finally:
             self.state = CLOSED
             self._cancel_tasks()
+            self._presence.close()
             try:
                 await self._leave_all()
             finally:
@@ -128,6 +135,20 @@ class AetherConsumer(SocketDelivery):
     def build_message(self, command: Command) -> str | ChannelMessage:
         """What a `send` command broadcasts (by default a `chat.message`)."""
         return chat_message(command, self.sender_name())
+
+    def presence_meta(self, group: str) -> dict[str, Any] | None:
+        """This connection's presence metadata in `group` (at most
+        `MAX_META_BYTES` encoded): by default the user's id and name and when the
+        connection opened; an anonymous one has no "user", so it appears under an
+        opaque "anon-..." key."""
+        user = self.user
+        if is_authenticated(user):
+            return {
+                "user": str(user.pk),
+                "name": user.get_username(),
+                "connected_at": self.connected_at,
+            }
+        return {"connected_at": self.connected_at}
 
     async def connected(self) -> None:
         """Called once the socket is accepted and `get_groups()` joined."""
@@ -293,8 +314,10 @@ class AetherConsumer(SocketDelivery):
                 "too_many_groups",
                 f"a connection may be in at most {self.limits.max_groups} groups",
             )
+        meta = check_meta(self.presence_meta(group))
+        self._presence.expect(group)
         with _layer_errors():
-            await self.channels.group_add(group, self.channel_name)
+            await self.channels.group_add(group, self.channel_name, meta=meta)
         self.in_groups.add(group)
         await self.joined(group)
 
@@ -302,6 +325,7 @@ class AetherConsumer(SocketDelivery):
         """Remove this connection from `group`; leaving a group it is not in is fine."""
         with _layer_errors():
             await self.channels.group_discard(group, self.channel_name)
+        self._presence.forget(group)
         if self.resuming is not None:
             self.resuming.forget(group)
         if group in self.in_groups:
@@ -334,6 +358,17 @@ class AetherConsumer(SocketDelivery):
             "disconnecting %s: %s", self.channel_name, event.get("reason") or "asked"
         )
         await self.shut(int(event.get("code") or CLOSE_REVOKED))
+
+    async def aether_presence_state(self, event: dict[str, Any]) -> None:
+        """A group's presence, handed on join: a frame for v1 clients (legacy
+        clients get no presence frames: theirs carry broadcast text only)."""
+        if self.dialect.subprotocol is not None and self.state == OPEN:
+            self._presence.state(event)
+
+    async def aether_presence_diff(self, event: dict[str, Any]) -> None:
+        """Joins and leaves of a group: filtered and coalesced (presence_frames.py)."""
+        if self.dialect.subprotocol is not None and self.state == OPEN:
+            self._presence.diff(event)
 
     def _watch_rights(self) -> None:
         async def revoke(reason: str) -> None:

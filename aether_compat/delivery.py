@@ -22,11 +22,13 @@ from .limits import CLOSE_SLOW_CONSUMER
 from .messages import AETHER_MESSAGE
 from .outbound import OutboundGauge, OutboundLimit
 from .outbound_buffer import OutboundBuffer
+from .presence import PRESENCE_DIFF, PRESENCE_STATE
 from .protocol import utf8_size
 
 logger = logging.getLogger("aether_compat.consumers")
 
 CONNECTING, OPEN, CLOSED = "connecting", "open", "closed"
+PRESENCE_EVENTS = frozenset((PRESENCE_STATE, PRESENCE_DIFF))
 
 
 class SocketDelivery(AsyncWebsocketConsumer):
@@ -95,8 +97,11 @@ class SocketDelivery(AsyncWebsocketConsumer):
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Group text needs no database: skip the thread hop that closes stale
         # connections before every other handler.
-        if message.get("type") == AETHER_MESSAGE:
+        kind = message.get("type")
+        if kind == AETHER_MESSAGE:
             await self.aether_message(message)
+        elif kind in PRESENCE_EVENTS:
+            await getattr(self, kind.replace(".", "_"))(message)
         else:
             await super().dispatch(message)
 

@@ -8,7 +8,9 @@ so any consumer with an `aether_message` handler receives them.
 On aether_compat layers every feature is native. On a stock layer (Channels'
 `InMemoryChannelLayer`, channels_redis) group names with `:` are translated (see
 `names.py`), a broadcast reports only what the layer raises (stock `group_send` returns
-`None`), `group_members` and `register_session` raise `NotImplementedError`.
+`None`), `group_members`, `presence()` and `register_session` raise
+`NotImplementedError`, and `group_add` checks presence metadata, then adds the
+member without it (stock layers keep no presence).
 """
 
 import asyncio
@@ -42,6 +44,7 @@ from .messages import (
     text_event,
 )
 from .names import check_channel_name, check_group_name, stock_group_name
+from .presence import Presence, PresenceStats, check_meta
 from .results import SendResult
 from .sync import SyncChannels
 
@@ -98,10 +101,20 @@ class ChannelsFacade:
         """The group `name`, to broadcast to; raises `TypeError` for an invalid name."""
         return Group(name, self)
 
-    async def group_add(self, group: str, session_id: str) -> None:
-        """Add the channel `session_id` to `group` (idempotent)."""
+    async def group_add(
+        self, group: str, session_id: str, meta: dict[str, Any] | None = None
+    ) -> None:
+        """Add the channel `session_id` to `group` (idempotent) with its presence
+        metadata `meta` (a small dict: docs/presence.md; a new one replaces the
+        old). A layer without presence (a stock one) adds it without `meta`."""
         layer = self.layer
-        await layer.group_add(_group_on(layer, group), check_channel_name(session_id))
+        name = _group_on(layer, group)
+        channel = check_channel_name(session_id)
+        meta = check_meta(meta)
+        if _takes_meta(layer):
+            await layer.group_add(name, channel, meta=meta)
+        else:
+            await layer.group_add(name, channel)
 
     async def group_discard(self, group: str, session_id: str) -> None:
         """Remove the channel `session_id` from `group`; absent members are fine."""
@@ -394,6 +407,19 @@ class Group:
         _need_aether_layer(layer, "keeps no history")
         return await layer.group_history(self.name, since=since, limit=limit)
 
+    async def presence(self) -> Presence:
+        """Who is in the group: user key -> the metadata of each of its connections
+        (anonymous members under opaque "anon-..." keys; docs/presence.md)."""
+        layer = self._facade.layer
+        _need_presence(layer)
+        return await layer.group_presence(self.name)
+
+    async def presence_stats(self) -> PresenceStats:
+        """How many connections the group has, and how many distinct users."""
+        layer = self._facade.layer
+        _need_presence(layer)
+        return await layer.group_presence_stats(self.name)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Group):
             return NotImplemented
@@ -457,6 +483,30 @@ def _need_aether_layer(layer: Any, what: str) -> None:
             f"{_class_name(layer)} {what}: a stock layer tells nothing of its "
             "deliveries. Use an aether_compat layer."
         )
+
+
+def _need_presence(layer: Any) -> None:
+    if not is_aether_layer(layer):
+        raise NotImplementedError(
+            f"{_class_name(layer)} keeps no presence: the Channels layer API never "
+            "reads a group back. Use aether_compat.layers.InMemoryChannelLayer or "
+            "RedisChannelLayer."
+        )
+
+
+@functools.cache
+def _meta_keyword(layer_class: type) -> bool:
+    try:
+        parameters = inspect.signature(layer_class.group_add).parameters
+    except (TypeError, ValueError):
+        return False
+    return "meta" in parameters
+
+
+def _takes_meta(layer: Any) -> bool:
+    """Whether the layer's `group_add` takes presence metadata (asked of the class,
+    once: stock layers' does not)."""
+    return is_aether_layer(layer) and _meta_keyword(type(layer))
 
 
 def _class_name(layer: Any) -> str:

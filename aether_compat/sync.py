@@ -17,6 +17,7 @@ from asgiref.sync import async_to_sync
 from .history import History
 from .limits import CLOSE_REVOKED
 from .messages import ChannelMessage
+from .presence import Presence, PresenceStats
 from .results import SendResult
 
 if TYPE_CHECKING:
@@ -38,9 +39,11 @@ class SyncChannels:
         """The group `name`, with blocking broadcasts."""
         return SyncGroup(self._facade.group(name))
 
-    def group_add(self, group: str, session_id: str) -> None:
+    def group_add(
+        self, group: str, session_id: str, meta: dict[str, Any] | None = None
+    ) -> None:
         """Blocking `Channels.group_add`."""
-        _run("group_add", self._facade.group_add, group, session_id)
+        _run("group_add", self._facade.group_add, group, session_id, meta)
 
     def group_discard(self, group: str, session_id: str) -> None:
         """Blocking `Channels.group_discard`."""
@@ -163,6 +166,14 @@ class SyncGroup:
     def history(self, since: Any = None, limit: int | None = None) -> History:
         """Blocking `Group.history`."""
         return _run("group(...).history", self._group.history, since, limit)
+
+    def presence(self) -> Presence:
+        """Blocking `Group.presence`."""
+        return _run("group(...).presence", self._group.presence)
+
+    def presence_stats(self) -> PresenceStats:
+        """Blocking `Group.presence_stats`."""
+        return _run("group(...).presence_stats", self._group.presence_stats)
 
     def _blocking(
         self,

@@ -159,8 +159,13 @@ class MemoryPresence:
         self._rooms = {}
 
     def close(self) -> None:
-        """Stop the clock (outside the lock: it waits for the clock's thread)."""
+        """Stop the clock (called outside the lock: it waits for the clock's
+        thread). Timers not yet due are dropped: a diff that was due goes out with
+        the next change, and a leave in its grace period is not announced."""
         self.clock.close()
+        with self._lock:
+            for room in self._rooms.values():
+                room.due = False
 
     # Reading
 

@@ -1,0 +1,151 @@
+"""Presence frames for one connection: the layer's `aether.presence_state` and
+`aether.presence_diff` events become v1 frames, with no change counted twice and
+at most one diff frame per group per `DIFF_WINDOW`.
+
+The `_seq` contract (what every layer gives the events): a state's `_seq` S names
+the last diff whose changes the state holds; a diff's `_seq` is greater than the
+`_seq` of every diff before it for that group, and a diff with `_seq` > S holds
+only changes not in the state. So a diff with `_seq` <= S is dropped. A diff can
+reach the connection before its state (they take different paths in the layer):
+diffs that come between the join and the state are held, and filtered the same
+way once the state is here.
+
+Coalescing: the first diff after a quiet `DIFF_WINDOW` is written at once; later
+ones wait for the window's end and go out as one frame. Within a window, per key,
+a join then a leave cancel out (the client never saw the join); a leave then a
+join are both sent (the client applies `leaves` before `joins`).
+"""
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+from .presence import DIFF_WINDOW, PRESENCE_DIFF, PRESENCE_STATE, Presence
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_MAX_EARLY = 1024  # diffs held before a state at most (a few in practice)
+
+
+class _Change:
+    """A key's changes in the current window: the first and the last kind, the
+    metadata of its first leave and of its last join."""
+
+    __slots__ = ("first", "join", "last", "leave")
+
+    def __init__(self, kind: str) -> None:
+        self.first = self.last = kind
+        self.join: list[Any] | None = None
+        self.leave: list[Any] | None = None
+
+
+class _View:
+    __slots__ = ("changes", "early", "handle", "sent_at", "seq")
+
+    def __init__(self) -> None:
+        self.seq: int | None = None  # None until the state is here
+        self.early: list[dict[str, Any]] = []
+        self.changes: dict[str, _Change] = {}
+        self.handle: asyncio.TimerHandle | None = None
+        self.sent_at = -DIFF_WINDOW
+
+
+class PresenceFrames:
+    """The presence views of one connection's groups; `write` puts a text frame on
+    the connection's ordered path."""
+
+    __slots__ = ("_views", "_write")
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self._write = write
+        self._views: dict[str, _View] = {}
+
+    def expect(self, group: str) -> None:
+        """The connection is joining `group`: a state is due; earlier views go."""
+        self.forget(group)
+        self._views[group] = _View()
+
+    def forget(self, group: str) -> None:
+        """The connection left `group`: nothing more is written for it."""
+        view = self._views.pop(group, None)
+        if view is not None and view.handle is not None:
+            view.handle.cancel()
+
+    def close(self) -> None:
+        for group in list(self._views):
+            self.forget(group)
+
+    def state(self, event: dict[str, Any]) -> None:
+        view = self._views.get(event.get("group"))  # type: ignore[arg-type]
+        if view is None:
+            return
+        if view.handle is not None:
+            view.handle.cancel()
+            view.handle = None
+        view.seq = int(event.get("_seq") or 0)
+        view.changes = {}
+        group = event["group"]
+        self._write(
+            _dumps(
+                {"type": PRESENCE_STATE, "group": group, "presence": event["presence"]}
+            )
+        )
+        early, view.early = view.early, []
+        for diff in early:
+            self.diff(diff)
+
+    def diff(self, event: dict[str, Any]) -> None:
+        group = event.get("group")
+        view = self._views.get(group)  # type: ignore[arg-type]
+        if view is None:
+            return
+        if view.seq is None:
+            if len(view.early) < _MAX_EARLY:
+                view.early.append(event)
+            return
+        if int(event.get("_seq") or 0) <= view.seq:
+            return
+        _merge(view.changes, event.get("leaves") or {}, event.get("joins") or {})
+        if view.handle is None and view.changes:
+            loop = asyncio.get_running_loop()
+            wait = view.sent_at + DIFF_WINDOW - loop.time()
+            if wait <= 0:
+                self._send(group, view)  # type: ignore[arg-type]
+            else:
+                view.handle = loop.call_later(wait, self._send, group, view)
+
+    def _send(self, group: str, view: _View) -> None:
+        view.handle = None
+        if self._views.get(group) is not view:
+            return
+        joins, leaves = _net(view.changes)
+        view.changes = {}
+        if joins or leaves:
+            view.sent_at = asyncio.get_running_loop().time()
+            frame = {"type": PRESENCE_DIFF, "group": group}
+            self._write(_dumps({**frame, "joins": joins, "leaves": leaves}))
+
+
+def _merge(changes: dict[str, _Change], leaves: Presence, joins: Presence) -> None:
+    for kind, entries in (("leave", leaves), ("join", joins)):
+        for key, metas in entries.items():
+            change = changes.get(key)
+            if change is None:
+                change = changes[key] = _Change(kind)
+            change.last = kind
+            if kind == "join":
+                change.join = metas
+            elif change.leave is None:
+                change.leave = metas
+
+
+def _net(changes: dict[str, _Change]) -> tuple[Presence, Presence]:
+    """The frame's joins and leaves: what the window's changes amount to."""
+    joins: Presence = {}
+    leaves: Presence = {}
+    for key, change in changes.items():
+        if change.first == "leave":
+            leaves[key] = change.leave or []
+        if change.last == "join":
+            joins[key] = change.join or []
+    return joins, leaves
