@@ -1,0 +1,277 @@
+"""Presence on the Redis layer (issue 13): metadata per membership across layer
+instances, state then diffs with sequence numbers, one join and one leave per
+user, grace, crashes (`kill -9` of a real process), a flushed Redis.
+
+Watchers apply events as /work/spec/presence-internal.md says AetherConsumer
+does, so the tests see what a client would."""
+
+import asyncio
+import json
+import multiprocessing
+import os
+import signal
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from aether_compat.layers import RedisChannelLayer
+from aether_compat.presence import PresenceStats
+from tests.support.layers import REDIS_URL
+from tests.support.processes import pipe_recv, stop_and_clean
+
+pytestmark = pytest.mark.redis
+
+GRACE = 0.5
+OPTIONS = {
+    "room:*": {"presence_events": True, "presence_grace": GRACE},
+    "now:*": {"presence_events": True, "presence_grace": 0},
+}
+
+
+def new_layer(prefix: str, url: str = REDIS_URL, **config: Any) -> RedisChannelLayer:
+    config.setdefault("group_options", OPTIONS)
+    return RedisChannelLayer(hosts=[url], prefix=prefix, **config)
+
+
+@pytest.fixture
+async def layers():
+    """Two layer instances (two "servers") over one prefix no other test uses."""
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    made = [new_layer(prefix), new_layer(prefix)]
+    yield made
+    for layer in made:
+        await layer.close()
+    await made[0].flush()
+    await made[0].close()
+
+
+class Watcher:
+    """A member that applies state and diffs as the consumer does: entries at or
+    below the state's number, or older than the key's last, are dropped; so are a
+    join of a present key and a leave of an absent one."""
+
+    def __init__(self, layer: RedisChannelLayer, group: str) -> None:
+        self.layer, self.group = layer, group
+        self.present: dict[str, list[dict[str, Any]]] = {}
+        self.changes: list[tuple[str, str]] = []
+        self.events: list[dict[str, Any]] = []
+        self._state_seq = -1
+        self._last: dict[str, int] = {}
+
+    async def join(self, meta: dict[str, Any]) -> "Watcher":
+        self.channel = await self.layer.new_channel()
+        await self.layer.group_add(self.group, self.channel, meta=meta)
+        state = await self._receive(5)
+        assert state["type"] == "aether.presence_state"
+        self.present, self._state_seq = dict(state["presence"]), state["_seq"]
+        return self
+
+    async def _receive(self, within: float) -> dict[str, Any]:
+        async with asyncio.timeout(within):
+            event = await self.layer.receive(self.channel)
+        self.events.append(event)
+        return event
+
+    async def next_change(self, within: float = 5) -> tuple[str, str]:
+        """The next change that reaches the client (waits through dropped ones)."""
+        seen = len(self.changes)
+        async with asyncio.timeout(within):
+            while len(self.changes) == seen:
+                self._apply(await self._receive(within))
+        return self.changes[seen]
+
+    async def until(self, predicate: Any, within: float = 10) -> None:
+        async with asyncio.timeout(within):
+            while not predicate(self):
+                self._apply(await self._receive(within))
+
+    def _apply(self, diff: dict[str, Any]) -> None:
+        assert diff["type"] == "aether.presence_diff"
+        entries = [("+", k, m) for k, m in diff["joins"].items()]
+        entries += [("-", k, m) for k, m in diff["leaves"].items()]
+        seqs = diff["_seqs"]
+        for sign, key, metas in sorted(entries, key=lambda e: seqs[e[0] + e[1]]):
+            seq = seqs[sign + key]
+            if seq <= self._state_seq or seq <= self._last.get(key, -1):
+                continue
+            self._last[key] = seq
+            if (sign == "+") == (key in self.present):
+                continue
+            if sign == "+":
+                self.present[key] = metas
+            else:
+                del self.present[key]
+            self.changes.append((sign, key))
+
+
+async def tab(layer: RedisChannelLayer, group: str, user: str | None) -> str:
+    channel = await layer.new_channel()
+    meta = {"device": channel[-4:]} | ({"user": user} if user else {})
+    await layer.group_add(group, channel, meta=meta)
+    return channel
+
+
+async def test_three_tabs_over_two_servers_are_one_join_and_one_leave(layers):
+    """A's 3 tabs over 2 instances: one join; closing 2: nothing; closing the
+    last: one leave, after the grace period and within a second more."""
+    a, b = layers
+    watcher = await Watcher(a, "room:1").join({"user": "watcher"})
+    tabs = [(a, await tab(a, "room:1", "A"))]
+    tabs += [(b, await tab(b, "room:1", "A")), (b, await tab(b, "room:1", "A"))]
+    assert await watcher.next_change() == ("+", "A")
+    for layer, channel in tabs[:2]:
+        await layer.group_discard("room:1", channel)
+    await b.group_discard("room:1", tabs[2][1])
+    closed = time.monotonic()
+    assert await watcher.next_change(GRACE + 3) == ("-", "A")
+    assert GRACE <= time.monotonic() - closed <= GRACE + 1
+    assert watcher.changes == [("+", "A"), ("-", "A")]
+    raw = [k for e in watcher.events[1:] for k in e["_seqs"] if k.endswith("A")]
+    assert sorted(raw) == ["+A", "-A"]  # no diff event repeated either
+
+
+async def test_reconnect_within_grace_announces_nothing(layers):
+    a, b = layers
+    watcher = await Watcher(a, "room:2").join({"user": "watcher"})
+    first = await tab(a, "room:2", "A")
+    assert await watcher.next_change() == ("+", "A")
+    await a.group_discard("room:2", first)
+    await tab(b, "room:2", "A")  # the reload lands on the other server
+    marker = await tab(b, "room:2", "M")
+    assert await watcher.next_change() == ("+", "M")
+    await b.group_discard("room:2", marker)  # its leave is due after A's would be
+    assert await watcher.next_change(GRACE + 3) == ("-", "M")
+    assert watcher.changes == [("+", "A"), ("+", "M"), ("-", "M")]
+    assert watcher.present.keys() == {"watcher", "A"}
+
+
+async def test_state_lists_a_user_in_grace_and_no_grace_leaves_at_once(layers):
+    a, b = layers
+    gone = await tab(a, "room:3", "A")
+    await a.group_discard("room:3", gone)
+    late = await Watcher(b, "room:3").join({"user": "late"})
+    assert "A" in late.present  # no leave went out for A yet
+    assert await late.next_change(GRACE + 3) == ("-", "A")
+    now = await Watcher(a, "now:1").join({"user": "watcher"})
+    quick = await tab(b, "now:1", "Q")
+    assert await now.next_change() == ("+", "Q")
+    await b.group_discard("now:1", quick)
+    assert await now.next_change(1.5) == ("-", "Q")
+
+
+async def test_concurrent_joins_from_two_instances_end_exact(layers):
+    a, b = layers
+    watcher = await Watcher(a, "room:4").join({"user": "watcher"})
+    users = [f"u{i}" for i in range(25)]
+    await asyncio.gather(
+        *(tab(layer, "room:4", user) for user in users for layer in (a, b))
+    )
+    expected = {"watcher", *users}
+    await watcher.until(lambda w: w.present.keys() == expected)
+    presence = await b.group_presence("room:4")
+    assert presence.keys() == expected
+    assert all(len(presence[user]) == 2 for user in users)
+    assert await a.group_presence_stats("room:4") == PresenceStats(51, 26)
+    joins = [k for e in watcher.events[1:] for k in e["joins"] if k != "watcher"]
+    assert sorted(joins) == sorted(users)  # each one once
+
+
+async def test_presence_and_stats_without_events(layers):
+    """Every membership has presence; a second add replaces its meta; no events."""
+    a, b = layers
+    one = await a.new_channel()
+    await a.group_add("plain", one, meta={"user": "A", "v": 1})
+    await b.group_add("plain", await b.new_channel(), meta={"user": "A"})
+    await b.group_add("plain", await b.new_channel())
+    await a.group_add("plain", one, meta={"user": "A", "v": 2})
+    presence = await a.group_presence("plain")
+    assert sorted(presence["A"], key=len) == [{"user": "A"}, {"user": "A", "v": 2}]
+    assert len(presence) == 2
+    assert await b.group_presence_stats("plain") == PresenceStats(3, 2)
+    await a.group_discard("plain", one)
+    assert await b.group_presence_stats("plain") == PresenceStats(2, 2)
+    with pytest.raises(TypeError, match="presence metadata"):
+        await a.group_add("plain", one, meta={"user": 5})
+
+
+async def test_anonymous_keys_never_name_the_channel(layers):
+    a, b = layers
+    watcher = await Watcher(a, "room:5").join({"user": "watcher"})
+    anon = await tab(b, "room:5", None)
+    sign, key = await watcher.next_change()
+    assert sign == "+"
+    assert key.startswith("anon-")
+    presence = await a.group_presence("room:5")
+    text = json.dumps([watcher.events, presence])
+    for part in (anon, anon.split(".")[-1], anon.split("!")[-1] + "!"):
+        assert part not in text
+
+
+async def test_flush_clears_presence(layers):
+    a, b = layers
+    await a.group_add("room:6", await a.new_channel(), meta={"user": "A"})
+    await a.flush()
+    assert await b.group_presence("room:6") == {}
+    assert [k async for k in _keys(a.prefix)] == []
+
+
+async def _keys(prefix: str):
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS_URL)
+    try:
+        async for key in client.scan_iter(match=f"{prefix}:*g.*"):
+            yield key
+    finally:
+        await client.aclose()
+
+
+# A crashed process: kill -9
+
+
+def run_holder(prefix: str, conn: Any) -> None:
+    """The other process: user B's only connection in room:9, then waits."""
+    asyncio.run(_holder(prefix, conn))
+
+
+async def _holder(prefix: str, conn: Any) -> None:
+    layer = new_layer(prefix, presence_timeout=2)
+    channel = await tab(layer, "room:9", "B")
+    conn.send(channel)
+    while True:  # its own state first, then the others' changes
+        await layer.receive(channel)
+
+
+async def test_kill_9_gives_exactly_one_leave_within_presence_timeout():
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    a, b = new_layer(prefix, presence_timeout=2), new_layer(prefix, presence_timeout=2)
+    parent, child = multiprocessing.Pipe()
+    process = multiprocessing.get_context("spawn").Process(
+        target=run_holder, args=(prefix, child)
+    )
+    process.start()
+    try:
+        watchers = [
+            await Watcher(a, "room:9").join({"user": "wa"}),
+            await Watcher(b, "room:9").join({"user": "wb"}),
+        ]
+        await pipe_recv(parent, within=20)
+        for watcher in watchers:
+            await watcher.until(lambda w: "B" in w.present)
+        os.kill(process.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        for watcher in watchers:
+            assert await watcher.next_change(5) == ("-", "B")
+        assert time.monotonic() - killed <= 2 + 1
+        await tab(b, "room:9", "M")  # anything after the leave comes after this
+        for watcher in watchers:
+            assert await watcher.next_change() == ("+", "M")
+            leaves = [k for e in watcher.events for k in e.get("leaves", ())]
+            assert leaves == ["B"]
+        assert "B" not in await a.group_presence("room:9")
+    finally:
+        for layer in (a, b):
+            await layer.close()
+        await stop_and_clean(process, prefix)
