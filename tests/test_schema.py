@@ -116,6 +116,17 @@ def sample_frames():
         },
         "server.pong": {"type": "aether.pong", "ref": None},
         "server.ping": {"type": "aether.ping"},
+        "server.presence_state": {
+            "type": "aether.presence_state",
+            "group": "g",
+            "presence": {"7": [{"user": "7", "name": "ann"}], "anon-1f": [{}]},
+        },
+        "server.presence_diff": {
+            "type": "aether.presence_diff",
+            "group": "g",
+            "joins": {"7": [{"user": "7"}]},
+            "leaves": {},
+        },
         "server.message": {
             "type": "aether.message",
             "group": None,

@@ -24,6 +24,10 @@
  *                           true: `replayed` missed messages follow as message events;
  *                           false: they cannot be replayed: reload the group's state
  *   binary   (data)         a binary frame, as an ArrayBuffer
+ *   presence (frame)        an aether.presence_state {group, presence} or
+ *                           aether.presence_diff {group, joins, leaves} frame (groups
+ *                           with presence events; docs/presence.md); `trackPresence`
+ *                           keeps a group's member map from them
  *   reply    (frame)        every reply frame with a ref, aether.error ones included
  *   error    (error)        an AetherError nobody awaits: an aether.error frame with no
  *                           pending command, or a group that could not be rejoined
@@ -58,6 +62,7 @@ export const DEFAULTS = Object.freeze({
 });
 
 const REPLIES = new Set(["aether.joined", "aether.left", "aether.sent", "aether.pong"]);
+const PRESENCE = new Set(["aether.presence_state", "aether.presence_diff"]);
 const OPEN = 1;
 
 /** What a command's promise rejects with; `code` and `detail` say why. */
@@ -304,6 +309,8 @@ export class AetherClient {
     } else if (frame.type === "aether.message") {
       this.track(frame);
       this.emit("message", frame);
+    } else if (PRESENCE.has(frame.type)) {
+      this.emit("presence", frame);
     } else if (frame.type === "aether.error") {
       const error = new AetherError(frame.code, frame.detail, frame);
       if (!this.settle(frame.ref, null, error)) this.emit("error", error);
@@ -399,6 +406,54 @@ export class AetherClient {
   clearTimers() {
     for (const name of Object.keys(this.timers)) this.clearTimer(name);
   }
+}
+
+/** One group's members, kept from its presence frames: `members` maps each user key
+ * to the metadata of its connections ({user, name, connected_at, ...}; anonymous
+ * members have opaque "anon-..." keys). A state replaces the map (on every join and
+ * rejoin); a diff removes its `leaves`, then adds its `joins`. */
+export class PresenceMap {
+  constructor(group) {
+    this.group = group;
+    this.members = new Map();
+  }
+
+  /** Apply a presence frame; true when it was this group's. */
+  apply(frame) {
+    if (frame?.group !== this.group) return false;
+    if (frame.type === "aether.presence_state") {
+      this.members = new Map(Object.entries(frame.presence ?? {}));
+    } else if (frame.type === "aether.presence_diff") {
+      for (const key of Object.keys(frame.leaves ?? {})) this.members.delete(key);
+      for (const [key, metas] of Object.entries(frame.joins ?? {})) {
+        this.members.set(key, metas);
+      }
+    } else if (frame.type === "aether.left") {
+      this.members = new Map();
+    } else {
+      return false;
+    }
+    return true;
+  }
+}
+
+/** Keep `group`'s member map from the client's presence frames (and empty it when
+ * the client leaves the group); `onChange(members, frame)` after each change.
+ * Returns the PresenceMap, with `stop()` to stop following. */
+export function trackPresence(client, group, onChange = () => {}) {
+  const map = new PresenceMap(group);
+  const follow = (frame) => {
+    if (map.apply(frame)) onChange(map.members, frame);
+  };
+  const offPresence = client.on("presence", follow);
+  const offReply = client.on("reply", (frame) => {
+    if (frame.type === "aether.left") follow(frame);
+  });
+  map.stop = () => {
+    offPresence();
+    offReply();
+  };
+  return map;
 }
 
 /** A client already connecting; `options.on` registers listeners before it starts. */
