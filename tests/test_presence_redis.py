@@ -20,6 +20,8 @@ from aether_compat.layers import RedisChannelLayer
 from aether_compat.presence import PresenceStats
 from tests.support.layers import REDIS_URL
 from tests.support.processes import pipe_recv, stop_and_clean
+from tests.support.redis_servers import redis_cluster, redis_server
+from tests.support.redis_truth import until
 
 pytestmark = pytest.mark.redis
 
@@ -161,6 +163,26 @@ async def test_state_lists_a_user_in_grace_and_no_grace_leaves_at_once(layers):
     assert await now.next_change(1.5) == ("-", "Q")
 
 
+async def test_rolling_restart_within_grace_announces_nothing(layers):
+    """A server stops gracefully; its users reconnect to the other one within
+    the grace period: the others see neither leaves nor joins."""
+    a, b = layers
+    stopping = new_layer(a.prefix)
+    watcher = await Watcher(a, "room:7").join({"user": "watcher"})
+    users = [f"u{i}" for i in range(10)]
+    for user in users:
+        await tab(stopping, "room:7", user)
+    await watcher.until(lambda w: len(w.present) == 11)
+    await stopping.close()
+    for user in users:
+        await tab(b, "room:7", user)
+    marker = await tab(b, "room:7", "M")
+    await b.group_discard("room:7", marker)  # due after every user's would be
+    assert await watcher.next_change(GRACE + 3) == ("+", "M")
+    assert await watcher.next_change(GRACE + 3) == ("-", "M")
+    assert watcher.changes == [("+", u) for u in users] + [("+", "M"), ("-", "M")]
+
+
 async def test_concurrent_joins_from_two_instances_end_exact(layers):
     a, b = layers
     watcher = await Watcher(a, "room:4").join({"user": "watcher"})
@@ -275,3 +297,66 @@ async def test_kill_9_gives_exactly_one_leave_within_presence_timeout():
         for layer in (a, b):
             await layer.close()
         await stop_and_clean(process, prefix)
+
+
+# Redis lost everything; Redis Cluster
+
+
+@pytest.mark.faults
+async def test_flushed_redis_gets_presence_back_with_no_leaves_or_joins():
+    with redis_server() as server:
+        prefix = f"test-{uuid.uuid4().hex[:12]}"
+        a = new_layer(prefix, server.url, presence_timeout=1)
+        b = new_layer(prefix, server.url, presence_timeout=1)
+        try:
+            watcher = await Watcher(a, "room:r").join({"user": "watcher"})
+            await tab(a, "room:r", "A")
+            await tab(b, "room:r", "B")
+            await a.group_add("plain", await a.new_channel(), meta={"user": "P"})
+            await watcher.until(lambda w: w.present.keys() == {"watcher", "A", "B"})
+            before = await b.group_presence("room:r")
+            server.client().flushall()
+
+            async def restored() -> tuple[bool, Any]:
+                plain = await b.group_presence("plain")
+                room = await b.group_presence("room:r")
+                done = plain == {"P": [{"user": "P"}]} and room == before
+                return done, (plain, room)
+
+            await until(restored, 10, "presence back in Redis")
+            await tab(b, "room:r", "M")
+            assert await watcher.next_change() == ("+", "M")
+            assert watcher.changes == [("+", "A"), ("+", "B"), ("+", "M")]
+        finally:
+            for layer in (a, b):
+                await layer.close()
+
+
+async def test_presence_events_on_a_cluster(cluster):
+    hosts = [{"address": cluster[0].url, "cluster": True}]
+    prefix = f"cl-{uuid.uuid4().hex[:8]}"
+    a, b = (
+        RedisChannelLayer(hosts=hosts, prefix=prefix, group_options=OPTIONS)
+        for _ in range(2)
+    )
+    try:
+        watcher = await Watcher(a, "room:c").join({"user": "watcher"})
+        tabs = [await tab(b, "room:c", "A"), await tab(a, "room:c", "A")]
+        assert await watcher.next_change() == ("+", "A")
+        stats = await b.group_presence_stats("room:c")
+        assert stats == PresenceStats(3, 2)
+        await b.group_discard("room:c", tabs[0])
+        await a.group_discard("room:c", tabs[1])
+        assert await watcher.next_change(GRACE + 3) == ("-", "A")
+        assert watcher.changes == [("+", "A"), ("-", "A")]
+    finally:
+        for layer in (a, b):
+            await layer.close()
+        await a.flush()
+        await a.close()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with redis_cluster(3) as servers:
+        yield servers

@@ -275,7 +275,10 @@ async def test_groups_without_history_store_nothing(layers):
     assert await receive(layer, channel) == {"type": "m"}
     client = layer._connections.command_client(group_tag("plain"))
     keys = {k async for k in client.scan_iter(match=f"{layer.prefix}:{{g.*")}
-    assert keys == {f"{layer.prefix}:{{g.plain}}:p".encode()}
+    # the box set, and every membership's presence (issue 13): no history keys
+    assert keys == {
+        f"{layer.prefix}:{{g.plain}}:{s}".encode() for s in ["p", "pc", "pb"]
+    }
     history = await layer.group_history("plain")
     assert (history.epoch, history.offset, history.recovered) == ("", 0, False)
 
