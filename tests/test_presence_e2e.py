@@ -36,6 +36,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.timeout(300)]
 GRACE = 5.0  # the demo's presence_grace (the default)
 PRESENCE_TIMEOUT = 10.0  # the Redis layer's default presence_timeout
 SLACK = 1.0  # the promises' "+ 1 s"
+AT_ONCE = 40  # handshakes in flight (more overflow the servers' listen backlogs)
 WATCHERS = ["carol", "dave"]
 
 
@@ -272,9 +273,11 @@ async def test_a_thousand_joining_at_once_get_at_most_10_diffs_a_second(
 ):
     """1,000 guests join one room on two servers as fast as this machine opens
     them: every member receives at most 10 diff frames in any second, and each
-    ends with exactly the room's presence. The handshakes go 100 at a time (this
-    process shares two cores with both servers); the achieved rate is printed,
-    about a second's worth on an idle machine."""
+    ends with exactly the room's presence. Not within one second here: the
+    handshakes go in waves of AT_ONCE (more overflow the servers' listen
+    backlogs), and this process shares two cores with both servers, which hand
+    each joiner the whole state so far; the achieved rate is printed (about 40
+    joins a second on the shared 2-core test machine)."""
     count = 1000
     db_path = copy_database(template_db, tmp_path)
     with (
@@ -283,7 +286,9 @@ async def test_a_thousand_joining_at_once_get_at_most_10_diffs_a_second(
     ):
         s = Stage(servers, db_path, redis.url, "crowd")
         try:
-            members, opened_s = await open_members(s.ports, s.group, count)
+            members, opened_s = await open_members(
+                s.ports, s.group, count, at_once=AT_ONCE
+            )
             s.opened += members
             await asyncio.gather(*(m.joined(60) for m in members))
             await all_until(members, lambda m: len(m.members) == count, 60)
