@@ -100,7 +100,7 @@ class SocketDelivery(AsyncWebsocketConsumer):
         kind = message.get("type")
         if kind == AETHER_MESSAGE:
             await self.aether_message(message)
-        elif kind in PRESENCE_EVENTS:
+        elif kind in PRESENCE_EVENTS and hasattr(self, kind.replace(".", "_")):
             await getattr(self, kind.replace(".", "_"))(message)
         else:
             await super().dispatch(message)

@@ -110,8 +110,7 @@ class ChannelsFacade:
         layer = self.layer
         name = _group_on(layer, group)
         channel = check_channel_name(session_id)
-        meta = check_meta(meta)
-        if _takes_meta(layer):
+        if check_meta(meta) and _takes_meta(layer):
             await layer.group_add(name, channel, meta=meta)
         else:
             await layer.group_add(name, channel)
@@ -494,19 +493,21 @@ def _need_presence(layer: Any) -> None:
         )
 
 
-@functools.cache
-def _meta_keyword(layer_class: type) -> bool:
+@functools.lru_cache(maxsize=64)
+def _meta_keyword(function: Any) -> bool:
     try:
-        parameters = inspect.signature(layer_class.group_add).parameters
+        return "meta" in inspect.signature(function).parameters
     except (TypeError, ValueError):
         return False
-    return "meta" in parameters
 
 
 def _takes_meta(layer: Any) -> bool:
-    """Whether the layer's `group_add` takes presence metadata (asked of the class,
-    once: stock layers' does not)."""
-    return is_aether_layer(layer) and _meta_keyword(type(layer))
+    """Whether the layer's `group_add` takes presence metadata: ours do (unless an
+    instance wraps it without), stock layers' do not."""
+    if not is_aether_layer(layer):
+        return False
+    group_add = layer.group_add
+    return _meta_keyword(getattr(group_add, "__func__", group_add))
 
 
 def _class_name(layer: Any) -> str:

@@ -25,6 +25,7 @@ from .presence import DIFF_WINDOW, PRESENCE_DIFF, PRESENCE_STATE, Presence
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _MAX_EARLY = 1024  # diffs held before a state at most (a few in practice)
+_NEW = object()
 
 
 class _Change:
@@ -58,7 +59,8 @@ class PresenceFrames:
 
     def __init__(self, write: Callable[[str], None]) -> None:
         self._write = write
-        self._views: dict[str, _View] = {}
+        # None: the connection left the group (a state still on its way is dropped).
+        self._views: dict[str, _View | None] = {}
 
     def expect(self, group: str) -> None:
         """The connection is joining `group`: a state is due; earlier views go."""
@@ -67,24 +69,30 @@ class PresenceFrames:
 
     def forget(self, group: str) -> None:
         """The connection left `group`: nothing more is written for it."""
-        view = self._views.pop(group, None)
+        view = self._views.get(group)
         if view is not None and view.handle is not None:
             view.handle.cancel()
+        self._views[group] = None
 
     def close(self) -> None:
         for group in list(self._views):
             self.forget(group)
+        self._views.clear()
 
     def state(self, event: dict[str, Any]) -> None:
-        view = self._views.get(event.get("group"))  # type: ignore[arg-type]
-        if view is None:
+        """A state: for a group being joined, or one the application joined this
+        connection to (`Channels.group_add` with its channel name)."""
+        group = event.get("group")
+        if not isinstance(group, str) or self._views.get(group, _NEW) is None:
             return
+        view = self._views.get(group)
+        if view is None:
+            view = self._views[group] = _View()
         if view.handle is not None:
             view.handle.cancel()
             view.handle = None
         view.seq = int(event.get("_seq") or 0)
         view.changes = {}
-        group = event["group"]
         self._write(
             _dumps(
                 {"type": PRESENCE_STATE, "group": group, "presence": event["presence"]}

@@ -17,6 +17,7 @@ from aether_compat.layers import InMemoryChannelLayer
 from aether_compat.limits import Limits
 from aether_compat.presence import DIFF_WINDOW, PresenceStats
 from tests.support.facade import as_default_layer
+from tests.support.schema import assert_server_frames
 
 ALICE = User(pk=1, username="alice")
 BOB = User(pk=2, username="bob")
@@ -201,6 +202,20 @@ async def test_a_member_that_left_gets_no_more_presence_frames(layer):
     assert await Channels.group("room:h").presence_stats() == PresenceStats(1, 1)
     await alice.disconnect()
     await bob.disconnect()
+
+
+async def test_presence_frames_validate_against_the_schema(layer):
+    alice = await open_ws(groups=["room:j"])
+    frames = [json.dumps(await until(alice, "aether.presence_state"))]
+    bob = await open_ws(BOB, groups=["room:j"])
+    frames.append(json.dumps(await until(alice, "aether.presence_diff")))
+    await bob.disconnect()
+    frames.append(json.dumps(await until(alice, "aether.presence_diff")))
+    assert assert_server_frames(frames) == {
+        "aether.presence_state",
+        "aether.presence_diff",
+    }
+    await alice.disconnect()
 
 
 async def test_many_joins_reach_a_member_as_few_frames_and_an_exact_map(layer):

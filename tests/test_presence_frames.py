@@ -97,12 +97,30 @@ async def test_diffs_before_the_state_wait_for_it(frames, socket):
     assert sent[1]["joins"].keys() == {"later"}
 
 
-async def test_diffs_of_a_group_not_joined_are_ignored(frames, socket):
+async def test_a_diff_of_a_group_with_no_state_is_ignored(frames, socket):
     frames.diff(diff(1, joins=["x"]))
-    frames.state(state(1, "x"))
     frames.expect("g")
     frames.state(state(1, "y"))
     assert [f["presence"] for f in await socket.count(1)] == [{"y": [{"user": "y"}]}]
+
+
+async def test_a_state_the_application_caused_is_followed(frames, socket):
+    """Channels.group_add(group, consumer's channel): no join command, a state."""
+    frames.state(state(3, "y"))
+    frames.diff(diff(4, joins=["z"]))
+    sent = await socket.count(2)
+    assert sent[1]["joins"].keys() == {"z"}
+
+
+async def test_a_state_that_arrives_after_leaving_is_dropped(frames, socket):
+    frames.expect("g")
+    frames.forget("g")
+    frames.state(state(3, "y"))
+    frames.expect("g")
+    frames.state(state(4, "y", "z"))
+    sent = await socket.count(1)
+    assert sent[0]["presence"].keys() == {"y", "z"}
+    assert len(socket.frames) == 1
 
 
 async def test_diffs_within_a_window_go_out_as_one_frame(frames, socket):

@@ -146,6 +146,7 @@ async def test_a_user_in_grace_stays_in_the_state_of_new_joiners(make):
 async def test_changes_within_one_window_go_out_as_one_diff(make):
     layer = make(grace=0)
     watcher, _ = await join(layer, "room:a", user("watcher"))
+    await marked_diff(layer, watcher, "room:a", "marker")  # no window is open now
     loop = asyncio.get_running_loop()
     started = loop.time()
     channels = []
