@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from aether_compat.errors import MemberUnreachable
 from aether_compat.layers import RedisChannelLayer
 from aether_compat.presence import PresenceStats
 from tests.support.layers import REDIS_URL
@@ -118,20 +119,42 @@ async def tab(layer: RedisChannelLayer, group: str, user: str | None) -> str:
 async def test_three_tabs_over_two_servers_are_one_join_and_one_leave(layers):
     """A's 3 tabs over 2 instances: one join; closing 2: nothing; closing the
     last: one leave, after the grace period and within a second more."""
-    a, b = layers
-    watcher = await Watcher(a, "room:1").join({"user": "watcher"})
-    tabs = [(a, await tab(a, "room:1", "A"))]
-    tabs += [(b, await tab(b, "room:1", "A")), (b, await tab(b, "room:1", "A"))]
+    await three_tabs(*layers, "room:1")
+
+
+async def three_tabs(a: RedisChannelLayer, b: RedisChannelLayer, group: str) -> None:
+    watcher = await Watcher(a, group).join({"user": "watcher"})
+    tabs = [(a, await tab(a, group, "A"))]
+    tabs += [(b, await tab(b, group, "A")), (b, await tab(b, group, "A"))]
     assert await watcher.next_change() == ("+", "A")
+    assert await b.group_presence_stats(group) == PresenceStats(4, 2)
     for layer, channel in tabs[:2]:
-        await layer.group_discard("room:1", channel)
-    await b.group_discard("room:1", tabs[2][1])
+        await layer.group_discard(group, channel)
+    await b.group_discard(group, tabs[2][1])
     closed = time.monotonic()
     assert await watcher.next_change(GRACE + 3) == ("-", "A")
     assert GRACE <= time.monotonic() - closed <= GRACE + 1
     assert watcher.changes == [("+", "A"), ("-", "A")]
     raw = [k for e in watcher.events[1:] for k in e["_seqs"] if k.endswith("A")]
     assert sorted(raw) == ["+A", "-A"]  # no diff event repeated either
+
+
+@pytest.mark.faults
+async def test_one_join_and_one_leave_over_two_sharded_servers():
+    """Several Redis hosts: each group's presence lives on its group's host."""
+    with redis_server() as one, redis_server() as two:
+        prefix = f"test-{uuid.uuid4().hex[:12]}"
+        hosts = [one.url, two.url]
+        a, b = (
+            RedisChannelLayer(hosts=hosts, prefix=prefix, group_options=OPTIONS)
+            for _ in range(2)
+        )
+        try:
+            for i in range(4):  # groups on both hosts
+                await three_tabs(a, b, f"room:s{i}")
+        finally:
+            for layer in (a, b):
+                await layer.close()
 
 
 async def test_reconnect_within_grace_announces_nothing(layers):
@@ -303,7 +326,10 @@ async def test_kill_9_gives_exactly_one_leave_within_presence_timeout():
 
 
 @pytest.mark.faults
-async def test_flushed_redis_gets_presence_back_with_no_leaves_or_joins():
+@pytest.mark.parametrize("loss", ["flushall", "restart"])
+async def test_lost_redis_data_comes_back_with_no_leaves_or_joins(loss):
+    """Redis flushed, or restarted empty: memberships and their metadata are
+    written again; clients see no leave and no join."""
     with redis_server() as server:
         prefix = f"test-{uuid.uuid4().hex[:12]}"
         a = new_layer(prefix, server.url, presence_timeout=1)
@@ -315,11 +341,18 @@ async def test_flushed_redis_gets_presence_back_with_no_leaves_or_joins():
             await a.group_add("plain", await a.new_channel(), meta={"user": "P"})
             await watcher.until(lambda w: w.present.keys() == {"watcher", "A", "B"})
             before = await b.group_presence("room:r")
-            server.client().flushall()
+            if loss == "flushall":
+                server.client().flushall()
+            else:
+                server.stop()
+                server.start()  # same port, empty
 
             async def restored() -> tuple[bool, Any]:
-                plain = await b.group_presence("plain")
-                room = await b.group_presence("room:r")
+                try:
+                    plain = await b.group_presence("plain")
+                    room = await b.group_presence("room:r")
+                except MemberUnreachable as exc:  # the first call after a restart
+                    return False, exc
                 done = plain == {"P": [{"user": "P"}]} and room == before
                 return done, (plain, room)
 
@@ -340,15 +373,8 @@ async def test_presence_events_on_a_cluster(cluster):
         for _ in range(2)
     )
     try:
-        watcher = await Watcher(a, "room:c").join({"user": "watcher"})
-        tabs = [await tab(b, "room:c", "A"), await tab(a, "room:c", "A")]
-        assert await watcher.next_change() == ("+", "A")
-        stats = await b.group_presence_stats("room:c")
-        assert stats == PresenceStats(3, 2)
-        await b.group_discard("room:c", tabs[0])
-        await a.group_discard("room:c", tabs[1])
-        assert await watcher.next_change(GRACE + 3) == ("-", "A")
-        assert watcher.changes == [("+", "A"), ("-", "A")]
+        for i in range(3):  # groups on every node
+            await three_tabs(a, b, f"room:c{i}")
     finally:
         for layer in (a, b):
             await layer.close()

@@ -59,10 +59,11 @@ class Groups:
         self._sessions = parts.sessions
         self._seal = parts.seal
 
-    async def add(self, group: str, channel: str) -> bool:
+    async def add(self, group: str, channel: str, extra: Any = None) -> bool:
         """Add (or refresh) a membership: True if Redis took it. A failure for this
         instance's own channel is remembered (False) and announced again once Redis
-        answers."""
+        answers. `extra` (people.py's Join) rides in the same round trip and gets
+        its result."""
         box, token = route(channel)
         now = self._presence.join(group, box, token, now_ms())
         ttl = self.rules.group_expiry_ms
@@ -79,8 +80,10 @@ class Groups:
                 (box, command("PEXPIRE", members, ttl)),
             ]
         tagged += self._capacity_note(channel, box, token, ttl)
+        if extra is not None:
+            tagged.append(extra.tagged)
         try:
-            await self._connections.execute(tagged)
+            results = await self._connections.execute(tagged)
         except REDIS_FAILURES as exc:
             self.stats.redis_error(exc)
             if box != self._box:
@@ -91,6 +94,8 @@ class Groups:
                 ) from exc
             self._presence.dirty = True  # the heartbeat announces it again
             return False
+        if extra is not None:
+            extra.result = results[-1]
         return True
 
     async def discard(self, group: str, channel: str) -> bool:

@@ -26,6 +26,10 @@ sit in one Redis Cluster slot, and placement on several hosts is by that tag too
     <prefix>:{g.<group>}:o   hash  history groups only: epoch and newest offset
     <prefix>:{g.<group>}:h   list  history groups only: the stored messages
                                    (history_scripts.py)
+    <prefix>:{g.<group>}:pc, :pb  every membership's presence metadata, and
+                                   connections per box; with presence events also
+                                   :pk (user -> connections), :pg/:px (leaves in
+                                   grace) and :ps (change sequence): people_scripts.py
 
 Every key continues `<prefix>:{`, which is what `flush()` matches (`scan_pattern`).
 """

@@ -249,12 +249,13 @@ class RedisChannelLayer(AetherLayer):
         meta = check_meta(meta)
         self._beat.ensure()  # it announces the membership again if Redis loses it
         options = self._options(group)
+        people = self._people.joining(group, channel, meta)
         if options.keeps_history:
-            join = lambda: self._groups.add(group, channel)  # noqa: E731
+            join = lambda: self._groups.add(group, channel, people)  # noqa: E731
             await self._history.add(group, channel, options, join, self.send)
         else:
-            await self._groups.add(group, channel)
-        await self._people.join(group, channel, meta)
+            await self._groups.add(group, channel, people)
+        await people.finish()
 
     async def group_discard(self, group: str, channel: str) -> None:
         """Remove a membership; absent members are fine. If Redis does not take it,

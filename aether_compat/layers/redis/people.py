@@ -25,6 +25,7 @@ from .people_worker import Worker, changes_of
 from .util import REDIS_FAILURES, Parts, logger, now_ms
 
 Tagged = list[tuple[str, Command]]
+RECHECK_MS = 1000
 Options = Callable[[str], GroupOptions]
 Send = Callable[[str, dict[str, Any]], Awaitable[None]]
 
@@ -76,9 +77,9 @@ class People:
 
     # Joining and leaving
 
-    async def join(self, group: str, channel: str, meta: dict[str, Any]) -> None:
-        """Store the membership's metadata; with presence events, announce a
-        first connection of its key and hand `channel` the state."""
+    def joining(self, group: str, channel: str, meta: dict[str, Any]) -> "Join":
+        """The presence part of a group_add, to run with the membership (one round
+        trip: `Groups.add`), then `finish()`."""
         options = self._options(group)
         box, field = field_of(channel)
         value = encode_value(presence_key(meta, channel), meta)
@@ -89,22 +90,27 @@ class People:
         if events:
             self.worker.ensure()
         lua = self.join_command(group, options, [(field, value)], state=events)
-        try:
-            (result,) = await self._connections.execute([(group_tag(group), lua)])
-        except REDIS_FAILURES as exc:  # the sweep or the heartbeat adds it later
-            self._stats.redis_error(exc)
+        return Join(self, group, channel, events, (group_tag(group), lua))
+
+    async def finish(self, join: "Join") -> None:
+        """With presence events: queue the changes, hand the joiner the state.
+        Without a result (Redis did not take it), the sweep or the heartbeat
+        writes the metadata later."""
+        if not join.events or join.result is None:
             return
-        if not events:
-            return
-        changes, seq, values, ghosts = result
-        state = _state(values, ghosts)
+        changes, seq, values, ghosts = join.result
+        group, channel = join.group, join.channel
         self.worker.queue(group, changes_of(changes), (channel, int(seq)))
-        event = {"type": PRESENCE_STATE, "group": group, "presence": state}
+        event = {
+            "type": PRESENCE_STATE,
+            "group": group,
+            "presence": _state(values, ghosts),
+        }
         try:
             await self._send(channel, {**event, "_seq": int(seq)})
         except Exception as exc:  # the membership stands; the member missed it
             logger.warning(
-                "presence state for %s not sent to %s: %r", group, channel, exc
+                "presence state of %s not sent to %s: %r", group, channel, exc
             )
 
     async def leave(self, group: str, channel: str) -> None:
@@ -118,6 +124,8 @@ class People:
                 if not fields:
                     del self.mine[group]
         options = self._options(group)
+        if options.presence_events:
+            self.worker.ensure()  # it announces the leave when grace ends
         lua = self.leave_command(group, options, [field], deferred=False)
         try:
             (flat,) = await self._connections.execute([(group_tag(group), lua)])
@@ -136,8 +144,11 @@ class People:
         own: str = "",
     ) -> Command:
         base = group_base(self.prefix, group)
+        # A repair (`own`) may race a join in flight: what it takes out waits in
+        # grace for at least a second, so the next sweep puts it back silently.
+        due = self._due(options, False, RECHECK_MS if own else 0)
         args = [base, int(options.presence_events), self.ttl_ms, seq_floor()]
-        args += [int(state), self._due(options, False), own]
+        args += [int(state), due, own]
         args += [x for pair in pairs for x in pair]
         return script(JOIN, [base + "pc"], args)
 
@@ -151,8 +162,8 @@ class People:
         args = [base, int(options.presence_events), seq_floor(), due, *fields]
         return script(LEAVE, [base + "pc"], args)
 
-    def _due(self, options: GroupOptions, deferred: bool) -> str:
-        grace_ms = int(options.presence_grace * 1000)
+    def _due(self, options: GroupOptions, deferred: bool, least: int = 0) -> str:
+        grace_ms = max(int(options.presence_grace * 1000), least)
         return str(now_ms() + grace_ms) if grace_ms or deferred else ""
 
     # Reading
@@ -241,3 +252,19 @@ def _state(values: list[bytes], ghosts: list[bytes]) -> Presence:
         if key not in state:
             state[key] = [codec.decode(ghosts[i + 1])]
     return state
+
+
+class Join:
+    """One group_add's presence command, and its result once it ran."""
+
+    __slots__ = ("channel", "events", "group", "people", "result", "tagged")
+
+    def __init__(
+        self, people: People, group: str, channel: str, events: bool, tagged: Any
+    ) -> None:
+        self.people, self.group, self.channel = people, group, channel
+        self.events, self.tagged = events, tagged
+        self.result: Any = None
+
+    async def finish(self) -> None:
+        await self.people.finish(self)

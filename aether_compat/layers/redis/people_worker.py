@@ -75,7 +75,7 @@ class Worker:
         with self._lock:
             if changes:
                 self._changes.setdefault(group, []).extend(changes)
-            if joiner is not None:
+            if joiner is not None and group in self._changes:  # else no diff to skip
                 self._joiners.setdefault(group, {})[joiner[0]] = joiner[1]
         task, wake = self._task, self._wake
         if changes and task is not None and wake is not None and not task.done():
@@ -86,10 +86,13 @@ class Worker:
         """End the task; with `flush`, send what waits first."""
         task, self._task = self._task, None
         if task is not None and not task.done():
-            task.cancel()
             if task.get_loop() is asyncio.get_running_loop():
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            else:  # another thread's loop: cancel it there
+                with contextlib.suppress(RuntimeError):  # that loop closed
+                    task.get_loop().call_soon_threadsafe(task.cancel)
         if flush:
             await self.flush()
         else:
