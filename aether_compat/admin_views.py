@@ -9,6 +9,7 @@ Mount it before the admin's own URLs:
 and one count per group shown, at most `MAX_GROUPS`.
 """
 
+import contextlib
 import dataclasses
 from typing import Any
 
@@ -70,7 +71,8 @@ async def _state(group: str | None) -> dict[str, Any]:
 
 
 async def _counts(layer: Any, group: str) -> dict[str, Any]:
-    if hasattr(layer, "group_presence_stats"):
+    # A layer may declare presence and not keep it (NotImplementedError).
+    with contextlib.suppress(NotImplementedError):
         stats = await layer.group_presence_stats(group)
         return {"name": group, "connections": stats.connections, "users": stats.users}
     members = await layer.group_members(group)
@@ -80,7 +82,7 @@ async def _counts(layer: Any, group: str) -> dict[str, Any]:
 async def _members(layer: Any, group: str) -> dict[str, Any]:
     members = sorted(await layer.group_members(group))
     presence = None
-    if hasattr(layer, "group_presence"):
+    with contextlib.suppress(NotImplementedError):
         presence = await layer.group_presence(group)
     return {"name": group, "members": members, "presence": presence}
 

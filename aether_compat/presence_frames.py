@@ -2,13 +2,17 @@
 `aether.presence_diff` events become v1 frames, with no change counted twice and
 at most one diff frame per group per `DIFF_WINDOW`.
 
-The `_seq` contract (what every layer gives the events): a state's `_seq` S names
-the last diff whose changes the state holds; a diff's `_seq` is greater than the
-`_seq` of every diff before it for that group, and a diff with `_seq` > S holds
-only changes not in the state. So a diff with `_seq` <= S is dropped. A diff can
-reach the connection before its state (they take different paths in the layer):
-diffs that come between the join and the state are held, and filtered the same
-way once the state is here.
+The contract every layer gives the events: a state carries `_seq` S, the group's
+sequence number when it was read; a diff carries `_seqs`, the number of each of
+its changes ("+key" for a join, "-key" for a leave), strictly increasing per group
+and never reused. Diffs of several processes are not ordered against each other
+or against the state, so each change is judged alone: one numbered at or below S
+is in the state already, one numbered at or below the last applied for its key is
+older than what the client has, and a join of a key the client shows (or a leave
+of one it does not) changes nothing; all of those are dropped. A diff can reach
+the connection before its state (they take different paths): diffs that come
+between the join and the state are held, and judged once the state is here. A
+diff with no `_seqs` (a hand-made event) is applied as it is.
 
 Coalescing: the first diff after a quiet `DIFF_WINDOW` is written at once; later
 ones wait for the window's end and go out as one frame. Within a window, per key,
@@ -41,10 +45,22 @@ class _Change:
 
 
 class _View:
-    __slots__ = ("changes", "early", "handle", "sent_at", "seq")
+    __slots__ = (
+        "changes",
+        "early",
+        "handle",
+        "numbers",
+        "ready",
+        "sent_at",
+        "seq",
+        "shown",
+    )
 
     def __init__(self) -> None:
-        self.seq: int | None = None  # None until the state is here
+        self.ready = False  # the state is here
+        self.seq: int | None = None  # the state's `_seq` (None: it had none)
+        self.numbers: dict[str, int] = {}  # key -> number of its last applied change
+        self.shown: set[str] = set()  # the keys the client shows
         self.early: list[dict[str, Any]] = []
         self.changes: dict[str, _Change] = {}
         self.handle: asyncio.TimerHandle | None = None
@@ -91,8 +107,11 @@ class PresenceFrames:
         if view.handle is not None:
             view.handle.cancel()
             view.handle = None
-        view.seq = int(event.get("_seq") or 0)
+        view.ready = True
+        view.seq = event.get("_seq")
         view.changes = {}
+        view.numbers = {}
+        view.shown = set(event["presence"])
         self._write(
             _dumps(
                 {"type": PRESENCE_STATE, "group": group, "presence": event["presence"]}
@@ -107,13 +126,11 @@ class PresenceFrames:
         view = self._views.get(group)  # type: ignore[arg-type]
         if view is None:
             return
-        if view.seq is None:
+        if not view.ready:
             if len(view.early) < _MAX_EARLY:
                 view.early.append(event)
             return
-        if int(event.get("_seq") or 0) <= view.seq:
-            return
-        _merge(view.changes, event.get("leaves") or {}, event.get("joins") or {})
+        _merge(view.changes, _judged(view, event))
         if view.handle is None and view.changes:
             loop = asyncio.get_running_loop()
             wait = view.sent_at + DIFF_WINDOW - loop.time()
@@ -134,17 +151,59 @@ class PresenceFrames:
             self._write(_dumps({**frame, "joins": joins, "leaves": leaves}))
 
 
-def _merge(changes: dict[str, _Change], leaves: Presence, joins: Presence) -> None:
-    for kind, entries in (("leave", leaves), ("join", joins)):
-        for key, metas in entries.items():
-            change = changes.get(key)
-            if change is None:
-                change = changes[key] = _Change(kind)
-            change.last = kind
-            if kind == "join":
-                change.join = metas
-            elif change.leave is None:
-                change.leave = metas
+Entry = tuple[str, str, list[Any]]
+"""(kind "join" or "leave", key, metadata list): one change of a diff."""
+
+
+def _judged(view: _View, event: dict[str, Any]) -> list[Entry]:
+    """The diff's changes that change what the client shows (see the module
+    docstring), in the order of their numbers; `view` notes them."""
+    numbers = event.get("_seqs")
+    if not isinstance(numbers, dict):
+        numbers = None
+    entries = [
+        (kind, key, metas)
+        for kind in ("leave", "join")
+        for key, metas in (event.get(kind + "s") or {}).items()
+    ]
+
+    def number(entry: Entry) -> int | None:
+        sign = "+" if entry[0] == "join" else "-"
+        return numbers.get(sign + entry[1]) if numbers is not None else None
+
+    if numbers is not None:
+        entries.sort(key=lambda entry: number(entry) or 0)
+    kept: list[Entry] = []
+    for entry in entries:
+        kind, key, _ = entry
+        if numbers is not None:
+            found = number(entry)
+            if found is not None:
+                if view.seq is not None and found <= view.seq:
+                    continue
+                if found <= view.numbers.get(key, -1):
+                    continue
+                view.numbers[key] = found
+            if (kind == "join") == (key in view.shown):
+                continue
+        if kind == "join":
+            view.shown.add(key)
+        else:
+            view.shown.discard(key)
+        kept.append(entry)
+    return kept
+
+
+def _merge(changes: dict[str, _Change], entries: list[Entry]) -> None:
+    for kind, key, metas in entries:
+        change = changes.get(key)
+        if change is None:
+            change = changes[key] = _Change(kind)
+        change.last = kind
+        if kind == "join":
+            change.join = metas
+        elif change.leave is None:
+            change.leave = metas
 
 
 def _net(changes: dict[str, _Change]) -> tuple[Presence, Presence]:

@@ -124,6 +124,16 @@ async def test_a_resuming_join_uses_the_hook_too(layer):
     await ws.disconnect()
 
 
+async def test_a_history_group_joined_on_connect_gets_its_position_then_state(layer):
+    ws = await open_ws(groups=["room:hist-k"])
+    joined = await frame(ws)
+    assert (joined["type"], joined["ref"]) == ("aether.joined", None)
+    state = await frame(ws)
+    assert state["type"] == "aether.presence_state"
+    assert state["presence"].keys() == {"1"}
+    await ws.disconnect()
+
+
 async def test_others_see_one_join_per_user_and_one_leave_after_the_last_tab(layer):
     alice = await open_ws(groups=["room:d"])
     await until(alice, "aether.presence_state")

@@ -55,7 +55,7 @@ def diff(seq: int, joins=(), leaves=()) -> dict[str, Any]:
         "group": "g",
         "joins": {key: [{"user": key}] for key in joins},
         "leaves": {key: [{"user": key}] for key in leaves},
-        "_seq": seq,
+        "_seqs": {**{"+" + k: seq for k in joins}, **{"-" + k: seq for k in leaves}},
     }
 
 
@@ -84,6 +84,13 @@ async def test_diffs_the_state_holds_are_dropped(frames, socket):
         "joins": {"b": [{"user": "b"}]},
         "leaves": {},
     }
+
+
+async def test_events_without_seq_are_all_applied(frames, socket):
+    frames.expect("g")
+    frames.state({k: v for k, v in state(0, "a").items() if k != "_seq"})
+    frames.diff({k: v for k, v in diff(0, joins=["b"]).items() if k != "_seqs"})
+    assert (await socket.count(2))[1]["joins"].keys() == {"b"}
 
 
 async def test_diffs_before_the_state_wait_for_it(frames, socket):
@@ -125,7 +132,7 @@ async def test_a_state_that_arrives_after_leaving_is_dropped(frames, socket):
 
 async def test_diffs_within_a_window_go_out_as_one_frame(frames, socket):
     frames.expect("g")
-    frames.state(state(0))
+    frames.state(state(0, "z"))
     frames.diff(diff(1, joins=["a"]))
     frames.diff(diff(2, joins=["b"]))
     frames.diff(diff(3, joins=["c"], leaves=["a"]))
@@ -173,3 +180,27 @@ async def test_leaving_drops_what_was_pending(frames, socket):
     sent = await socket.count(4)
     assert sent[2]["type"] == "aether.presence_state"
     assert sent[3]["joins"].keys() == {"marker"}
+
+
+async def test_each_change_is_judged_by_its_own_number(frames, socket):
+    """Diffs of two processes interleave with the state: a change numbered at or
+    below the state's is in it; one older than the key's last applied change is
+    stale; the rest apply, in number order."""
+    frames.expect("g")
+    frames.state(state(5, "x", "w"))
+    first = diff(0, joins=["x", "y"])
+    first["_seqs"] = {"+x": 4, "+y": 9}  # process A: x is in the state already
+    frames.diff(first)
+    second = diff(0, leaves=["x", "y"])
+    second["_seqs"] = {"-x": 7, "-y": 8}  # process B: y's leave is older than its join
+    frames.diff(second)
+    third = diff(0, joins=["w"])
+    third["_seqs"] = {"+w": 10}  # w is shown already: nothing to say
+    frames.diff(third)
+    frames_out = await socket.count(3)
+    assert frames_out[0]["type"] == "aether.presence_state"
+    joins, leaves = {}, {}
+    for frame in frames_out[1:]:
+        joins.update(frame["joins"])
+        leaves.update(frame["leaves"])
+    assert (sorted(joins), sorted(leaves)) == (["y"], ["x"])

@@ -67,6 +67,10 @@ async def marked_diff(
     return diff
 
 
+def clock_threads() -> int:
+    return sum(t.name == "aether-presence" for t in threading.enumerate())
+
+
 def user(name: str) -> dict[str, Any]:
     return {"user": name, "name": name.title()}
 
@@ -189,6 +193,22 @@ async def test_the_joiner_never_gets_its_own_join_in_a_diff(make):
     assert "alice" not in joins
 
 
+async def test_timers_fire_after_the_loop_that_set_them_ended(make):
+    """A join and a leave from a short-lived loop (as through async_to_sync): the
+    diff window and the grace period still end, on the layer's clock."""
+    layer = make(grace=0.2)
+    watcher, _ = await join(layer, "room:a", user("watcher"))
+
+    async def come_and_go() -> None:
+        channel = await layer.new_channel()
+        await layer.group_add("room:a", channel, meta=user("brief"))
+        await layer.group_discard("room:a", channel)
+
+    await asyncio.to_thread(asyncio.run, come_and_go())
+    assert (await next_event(layer, watcher))["joins"].keys() == {"brief"}
+    assert (await next_event(layer, watcher))["leaves"].keys() == {"brief"}
+
+
 async def test_anonymous_keys_are_opaque(make):
     layer = make()
     channel, state = await join(layer, "room:a", {"connected_at": 1})
@@ -307,13 +327,16 @@ class View:
                 self.take(diff)
         elif self.seq is None:
             self.early.append(event)
-        elif event["_seq"] > self.seq:
+        else:
+            numbers = event["_seqs"]
             for key in event["leaves"]:
-                assert key in self.keys, f"leave of {key} it never had"
-                self.keys.remove(key)
+                if numbers["-" + key] > self.seq:
+                    assert key in self.keys, f"leave of {key} it never had"
+                    self.keys.remove(key)
             for key in event["joins"]:
-                assert key not in self.keys, f"join of {key} it had already"
-                self.keys.add(key)
+                if numbers["+" + key] > self.seq:
+                    assert key not in self.keys, f"join of {key} it had already"
+                    self.keys.add(key)
 
 
 async def test_no_change_falls_between_the_state_and_the_first_diff(make):
@@ -373,6 +396,7 @@ async def test_presence_through_the_facade_and_its_sync_twin(make):
 async def test_close_stops_the_clock_and_a_later_use_restarts_it(make):
     layer = make(grace=0)
     watcher, _ = await join(layer, "room:a", user("watcher"))
+    clocks = clock_threads()
     await layer.close()
-    assert not any(t.name == "aether-presence" for t in threading.enumerate())
+    assert clock_threads() == clocks - 1
     await marked_diff(layer, watcher, "room:a", "marker")

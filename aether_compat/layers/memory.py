@@ -163,7 +163,7 @@ class InMemoryChannelLayer(AetherLayer):
         the group's presence state."""
         self._members_of(group)
         self._lookup(channel)
-        meta = dict(check_meta(meta))
+        meta = {} if meta is None else dict(check_meta(meta))
         with self._lock:
             members = self._groups.get(group)
             if members is None:

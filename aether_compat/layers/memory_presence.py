@@ -122,7 +122,7 @@ class MemoryPresence:
         room = self._rooms.get(group)
         if room is None:
             room = self._rooms[group] = _Room(self._seq)
-            self._start_sweeping()
+        self._start_sweeping()
         key = presence_key(meta, channel)
         if room.by_channel.get(channel) not in (None, key):
             self._remove(room, group, channel)
@@ -164,6 +164,7 @@ class MemoryPresence:
         the next change, and a leave in its grace period is not announced."""
         self.clock.close()
         with self._lock:
+            self._sweeping = False
             for room in self._rooms.values():
                 room.due = False
 
@@ -214,7 +215,7 @@ class MemoryPresence:
             "group": group,
             "joins": joins,
             "leaves": leaves,
-            "_seq": room.seq,
+            "_seqs": _numbered(joins, leaves, room.seq),
         }
         own = {
             channel: _without_join(event, key)
@@ -278,3 +279,11 @@ class MemoryPresence:
 def _without_join(event: Event, key: str) -> Event:
     joins = {k: v for k, v in event["joins"].items() if k != key}
     return {**event, "joins": joins}
+
+
+def _numbered(joins: Presence, leaves: Presence, seq: int) -> dict[str, int]:
+    """The diff's `_seqs`: every change of one diff has the diff's number here
+    (one net change per key), as the Redis layer numbers each change."""
+    numbers = {"+" + key: seq for key in joins}
+    numbers.update(("-" + key, seq) for key in leaves)
+    return numbers
