@@ -206,6 +206,16 @@ async def test_rolling_restart_within_grace_announces_nothing(layers):
     assert watcher.changes == [("+", u) for u in users] + [("+", "M"), ("-", "M")]
 
 
+async def test_a_leave_in_grace_outlives_the_process_that_made_it(layers):
+    a, _ = layers
+    gone = new_layer(a.prefix)
+    watcher = await Watcher(a, "room:8").join({"user": "watcher"})
+    await gone.group_discard("room:8", await tab(gone, "room:8", "A"))
+    await gone.close()  # its worker will never announce A's leave
+    assert await watcher.next_change() == ("+", "A")
+    assert await watcher.next_change(GRACE + 3) == ("-", "A")
+
+
 async def test_concurrent_joins_from_two_instances_end_exact(layers):
     a, b = layers
     watcher = await Watcher(a, "room:4").join({"user": "watcher"})
@@ -221,6 +231,27 @@ async def test_concurrent_joins_from_two_instances_end_exact(layers):
     assert await a.group_presence_stats("room:4") == PresenceStats(51, 26)
     joins = [k for e in watcher.events[1:] for k in e["joins"] if k != "watcher"]
     assert sorted(joins) == sorted(users)  # each one once
+
+
+async def test_concurrent_joins_and_leaves_end_exact(layers):
+    """Churn from two instances at once: the final state is exact, and every
+    user who left is announced once."""
+    a, b = layers
+    watcher = await Watcher(a, "now:2").join({"user": "watcher"})
+    users = [f"u{i}" for i in range(20)]
+    tabs = await asyncio.gather(
+        *(tab(layer, "now:2", user) for user in users for layer in (a, b))
+    )
+    await watcher.until(lambda w: len(w.present) == 21)
+    owners = [a, b] * len(users)
+    closing = [i for i in range(len(tabs)) if i < 20 or i % 2 == 0]
+    await asyncio.gather(*(owners[i].group_discard("now:2", tabs[i]) for i in closing))
+    kept = {"watcher", *users[10:]}
+    await watcher.until(lambda w: w.present.keys() == kept)
+    assert (await b.group_presence("now:2")).keys() == kept
+    assert await a.group_presence_stats("now:2") == PresenceStats(11, 11)
+    leaves = [k for e in watcher.events[1:] for k in e["leaves"]]
+    assert sorted(leaves) == sorted(users[:10])
 
 
 async def test_presence_and_stats_without_events(layers):
@@ -284,6 +315,7 @@ def run_holder(prefix: str, conn: Any) -> None:
 async def _holder(prefix: str, conn: Any) -> None:
     layer = new_layer(prefix, presence_timeout=2)
     channel = await tab(layer, "room:9", "B")
+    await layer.group_add("plain:9", channel, meta={"user": "B"})
     conn.send(channel)
     while True:  # its own state first, then the others' changes
         await layer.receive(channel)
@@ -316,6 +348,9 @@ async def test_kill_9_gives_exactly_one_leave_within_presence_timeout():
             leaves = [k for e in watcher.events for k in e.get("leaves", ())]
             assert leaves == ["B"]
         assert "B" not in await a.group_presence("room:9")
+        assert await a.group_presence("plain:9") == {}  # and a reader prunes it:
+        client = a._connections.command_client("g.plain:9")
+        assert await client.hlen(f"{prefix}:{{g.plain:9}}:pc") == 0
     finally:
         for layer in (a, b):
             await layer.close()
@@ -363,6 +398,23 @@ async def test_lost_redis_data_comes_back_with_no_leaves_or_joins(loss):
         finally:
             for layer in (a, b):
                 await layer.close()
+
+
+@pytest.mark.faults
+async def test_a_join_during_an_outage_gets_its_state_once_redis_is_back():
+    with redis_server() as server:
+        layer = new_layer(f"test-{uuid.uuid4().hex[:12]}", server.url)
+        try:
+            channel = await layer.new_channel()
+            server.stop()
+            await layer.group_add("room:o", channel, meta={"user": "O"})  # no raise
+            server.start()  # same port, empty
+            async with asyncio.timeout(10):
+                state = await layer.receive(channel)
+            assert state["type"] == "aether.presence_state"
+            assert state["presence"] == {"O": [{"user": "O"}]}
+        finally:
+            await layer.close()
 
 
 async def test_presence_events_on_a_cluster(cluster):

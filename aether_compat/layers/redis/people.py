@@ -15,12 +15,21 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ...errors import MemberUnreachable
 from ...presence import PRESENCE_STATE, Presence, PresenceStats, presence_key
 from .. import codec
 from ..group_options import GroupOptions
 from .connections import Command, Connections, script
-from .keys import channel_name, group_tag, route
+from .keys import channel_name, group_tag
 from .people_scripts import JOIN, LEAVE, READ
+from .people_values import (
+    decode_value,
+    encode_value,
+    field_of,
+    group_base,
+    seq_floor,
+    state_of,
+)
 from .people_worker import Worker, changes_of
 from .util import REDIS_FAILURES, Parts, logger, now_ms
 
@@ -28,32 +37,6 @@ Tagged = list[tuple[str, Command]]
 RECHECK_MS = 1000
 Options = Callable[[str], GroupOptions]
 Send = Callable[[str, dict[str, Any]], Awaitable[None]]
-
-
-def group_base(prefix: str, group: str) -> str:
-    return f"{prefix}:{{g.{group}}}:"
-
-
-def encode_value(key: str, meta: dict[str, Any]) -> bytes:
-    raw = key.encode()
-    return b"%d:%s%s" % (len(raw), raw, codec.encode(meta))
-
-
-def decode_value(value: bytes) -> tuple[str, bytes]:
-    """(key, encoded meta) of a stored connection."""
-    size, rest = value.split(b":", 1)
-    n = int(size)
-    return rest[:n].decode(), rest[n:]
-
-
-def field_of(channel: str) -> tuple[str, str]:
-    """(box, field): how a connection is named in its group's `pc` hash."""
-    box, token = route(channel)
-    return box, box if token is None else f"{box} {token}"
-
-
-def seq_floor() -> str:
-    return str(now_ms() * 1000)
 
 
 class People:
@@ -74,6 +57,10 @@ class People:
         self.mine: dict[str, dict[str, bytes]] = {}
         """group -> field -> value: memberships this instance made for its own
         channels and plain ones, to announce again when Redis lost them."""
+        self.owed: dict[str, set[str]] = {}  # group -> joiners still owed a state
+        self.touched: dict[str, int] = {}
+        """group -> count of joins and leaves started or ended: a sweep repairs
+        a group only if none ran while it looked (else counts differ in flight)."""
 
     # Joining and leaving
 
@@ -83,6 +70,7 @@ class People:
         options = self._options(group)
         box, field = field_of(channel)
         value = encode_value(presence_key(meta, channel), meta)
+        self.touch(group)
         if box == self.box or box.startswith("c."):
             with self._lock:
                 self.mine.setdefault(group, {})[field] = value
@@ -96,28 +84,68 @@ class People:
         """With presence events: queue the changes, hand the joiner the state.
         Without a result (Redis did not take it), the sweep or the heartbeat
         writes the metadata later."""
-        if not join.events or join.result is None:
+        self.touch(join.group)
+        if not join.events:
+            return
+        group, channel = join.group, join.channel
+        if join.result is None:  # the sweep sends the state once Redis answers
+            with self._lock:
+                self.owed.setdefault(group, set()).add(channel)
             return
         changes, seq, values, ghosts = join.result
-        group, channel = join.group, join.channel
         self.worker.queue(group, changes_of(changes), (channel, int(seq)))
-        event = {
-            "type": PRESENCE_STATE,
-            "group": group,
-            "presence": _state(values, ghosts),
-        }
-        try:
-            await self._send(channel, {**event, "_seq": int(seq)})
-        except Exception as exc:  # the membership stands; the member missed it
-            logger.warning(
-                "presence state of %s not sent to %s: %r", group, channel, exc
-            )
+        state = state_of(values, ghosts)
+        if await self._sendstate_of(group, [channel], state, int(seq)):
+            with self._lock:  # the sweep tries again with a fresh state
+                self.owed.setdefault(group, set()).add(channel)
+
+    async def send_owed(self) -> None:
+        """The states of joins Redis did not take, once it holds their
+        connections again (the sweep calls this after its repairs)."""
+        with self._lock:
+            owed, self.owed = self.owed, {}
+        for group, channels in owed.items():
+            base = group_base(self.prefix, group)
+            lua = script(READ, [base + "pc"], [base])
+            try:
+                ((pairs, ghosts, seq),) = await self._connections.execute(
+                    [(group_tag(group), lua)]
+                )
+            except REDIS_FAILURES:
+                with self._lock:
+                    self.owed.setdefault(group, set()).update(channels)
+                raise
+            state = state_of(pairs[1::2], ghosts)
+            late = await self._sendstate_of(group, sorted(channels), state, int(seq))
+            with self._lock:  # e.g. this process not announced again yet
+                self.owed.setdefault(group, set()).update(late)
+                if not self.owed[group]:
+                    del self.owed[group]
+
+    async def _sendstate_of(
+        self, group: str, channels: list[str], state: Presence, seq: int
+    ) -> list[str]:
+        """Send the state; the channels that were unreachable (to try again)."""
+        event = {"type": PRESENCE_STATE, "group": group, "presence": state}
+        late = []
+        for channel in channels:
+            try:
+                await self._send(channel, {**event, "_seq": seq})
+            except MemberUnreachable:
+                late.append(channel)
+            except Exception as exc:  # the membership stands; the member missed it
+                logger.warning(
+                    "presence state of %s not sent to %s: %r", group, channel, exc
+                )
+        return late
 
     async def leave(self, group: str, channel: str) -> None:
         """Take the membership's metadata out; the key's last connection leaves
         after `presence_grace` (the worker announces it)."""
         _, field = field_of(channel)
+        self.touch(group)
         with self._lock:
+            self.owed.get(group, set()).discard(channel)
             fields = self.mine.get(group)
             if fields is not None:
                 fields.pop(field, None)
@@ -132,6 +160,8 @@ class People:
         except REDIS_FAILURES as exc:  # the sweep takes it out (stale connection)
             self._stats.redis_error(exc)
             return
+        finally:
+            self.touch(group)
         if flat:
             self.worker.queue(group, changes_of(flat), None)
 
@@ -174,15 +204,23 @@ class People:
         and how many connections it has (keys in grace have none)."""
         base = group_base(self.prefix, group)
         lua = script(READ, [base + "pc"], [base])
-        ((pairs, ghosts),) = await self._connections.execute([(group_tag(group), lua)])
+        ((pairs, ghosts, _),) = await self._connections.execute(
+            [(group_tag(group), lua)]
+        )
         found: Presence = {}
+        strays = set()
         for i in range(0, len(pairs), 2):
             box, _, token = pairs[i].decode().partition(" ")
             if channel_name(box, token or None) in members:
                 key, meta = decode_value(pairs[i + 1])
                 found.setdefault(key, []).append(codec.decode(meta))
+            elif box.startswith("p.") and box != self.box:
+                strays.add(box)
+        events = self._options(group).presence_events
+        if strays:  # maybe a crashed process's: take them out now
+            await self.worker.prune(group, sorted(strays), events)
         connections = sum(len(metas) for metas in found.values())
-        if self._options(group).presence_events:
+        if events:
             for i in range(0, len(ghosts), 2):
                 key = ghosts[i].decode()
                 if key not in found:
@@ -208,7 +246,13 @@ class People:
 
     def groups(self) -> list[str]:
         with self._lock:
+            for group in [g for g in self.touched if g not in self.mine]:
+                del self.touched[group]
             return list(self.mine)
+
+    def touch(self, group: str) -> None:
+        with self._lock:
+            self.touched[group] = self.touched.get(group, 0) + 1
 
     def announce(self) -> Tagged:
         """The metadata of memberships in groups without presence events, for the
@@ -240,18 +284,7 @@ class People:
     def forget_all(self) -> None:
         with self._lock:
             self.mine.clear()
-
-
-def _state(values: list[bytes], ghosts: list[bytes]) -> Presence:
-    state: Presence = {}
-    for value in values:
-        key, meta = decode_value(value)
-        state.setdefault(key, []).append(codec.decode(meta))
-    for i in range(0, len(ghosts), 2):
-        key = ghosts[i].decode()
-        if key not in state:
-            state[key] = [codec.decode(ghosts[i + 1])]
-    return state
+            self.owed.clear()
 
 
 class Join:

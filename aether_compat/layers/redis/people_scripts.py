@@ -196,8 +196,8 @@ return out
 """,
 )
 
-# KEYS: pc. ARGV: base. Returns {field, value, ...} of pc and {key, meta, ...} of
-# the keys in grace.
+# KEYS: pc. ARGV: base. Returns {field, value, ...} of pc, {key, meta, ...} of
+# the keys in grace, and the sequence.
 READ = Script(
     "presence_read",
     _COMMON
@@ -207,6 +207,6 @@ for _, key in ipairs(redis.call('ZRANGE', G, 0, -1)) do
   ghosts[#ghosts + 1] = key
   ghosts[#ghosts + 1] = redis.call('HGET', X, key) or ''
 end
-return {redis.call('HGETALL', C), ghosts}
+return {redis.call('HGETALL', C), ghosts, redis.call('GET', S) or '0'}
 """,
 )

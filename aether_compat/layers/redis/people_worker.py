@@ -25,6 +25,7 @@ from .. import codec
 from .connections import Connections, command, script
 from .keys import box_base, group_tag
 from .people_scripts import PEEK, SETTLE
+from .people_values import group_base
 from .util import REDIS_FAILURES, backoff, logger, now_ms
 
 if TYPE_CHECKING:
@@ -154,11 +155,14 @@ class Worker:
         if not groups:
             return
         now = now_ms()
+        touched = {g: people.touched.get(g) for g in groups}
         peeks = [
             (
                 group_tag(g),
                 script(
-                    PEEK, [_base(self.prefix, g) + "pc"], [_base(self.prefix, g), now]
+                    PEEK,
+                    [group_base(self.prefix, g) + "pc"],
+                    [group_base(self.prefix, g), now],
                 ),
             )
             for g in groups
@@ -178,22 +182,42 @@ class Worker:
             }
             gone = [b for b in counts if b in dead]
             if due or gone:
-                base = _base(self.prefix, group)
+                base = group_base(self.prefix, group)
                 args = [base, now, str(now * 1000), 1, *gone]
                 work.append(
                     (group, (group_tag(group), script(SETTLE, [base + "pc"], args)))
                 )
             pairs = people.own_pairs(group)
-            if counts.get(self.box, 0) != len(pairs):
+            quiet = people.touched.get(group) == touched[group]
+            if quiet and counts.get(self.box, 0) != len(pairs):
                 lua = people.join_command(
                     group, people.options_of(group), pairs, own=self.box
                 )
                 work.append((group, (group_tag(group), lua)))
-        if not work:
+        if work:
+            results = await self._connections.execute([w[1] for w in work])
+            for (group, _), result in zip(work, results, strict=True):
+                flat = result[0] if result and isinstance(result[0], list) else result
+                self.queue(group, changes_of(flat), None)
+        if people.owed:
+            await people.send_owed()
+
+    async def prune(self, group: str, boxes: list[str], events: bool) -> None:
+        """Take out the connections of those `boxes` that are dead (a reader
+        found them; groups without presence events have no sweep)."""
+        try:
+            dead = sorted(await self._dead(boxes))
+            if not dead:
+                return
+            base, now = group_base(self.prefix, group), now_ms()
+            args = [base, now, str(now * 1000), int(events), *dead]
+            lua = script(SETTLE, [base + "pc"], args)
+            (flat,) = await self._connections.execute([(group_tag(group), lua)])
+        except REDIS_FAILURES as exc:  # the answer stands; the next read retries
+            logger.warning("presence prune of %s failed: %r", group, exc)
             return
-        results = await self._connections.execute([w[1] for w in work])
-        for (group, _), result in zip(work, results, strict=True):
-            flat = result[0] if result and isinstance(result[0], list) else result
+        if flat:
+            self.ensure()
             self.queue(group, changes_of(flat), None)
 
     async def _dead(self, boxes: list[str]) -> set[str]:
@@ -231,7 +255,3 @@ def diff_event(group: str, changes: list[Change]) -> tuple[dict[str, Any], int]:
         "_seqs": seqs,
     }
     return event, max(seqs.values(), default=0)
-
-
-def _base(prefix: str, group: str) -> str:
-    return f"{prefix}:{{g.{group}}}:"
