@@ -69,6 +69,7 @@ class Member:
         self.members: dict[str, list[dict[str, Any]]] = {}
         self.diffs: list[tuple[float, dict[str, Any]]] = []
         self.chat_frames = 0
+        self.errors: list[dict[str, Any]] = []  # aether.error replies
         self.bytes: Counter[str] = Counter()
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
 
@@ -139,7 +140,8 @@ class Member:
         except TimeoutError:
             raise AssertionError(
                 f"{self.name or 'a member'} of {self.group} waited {within} s in "
-                f"vain; it holds {len(self.members)} members, {len(self.diffs)} diffs"
+                f"vain; it holds {len(self.members)} members, {len(self.diffs)} "
+                f"diffs, {self.chat_frames} chat frames, errors {self.errors[-3:]}"
             ) from None
         finally:
             self._waiters.remove(entry)
@@ -160,6 +162,8 @@ class Member:
                 self.members[key] = list(metas)
         elif ours and kind == "aether.message":
             self.chat_frames += 1
+        elif kind == "aether.error":
+            self.errors.append(frame)
         for predicate, future in list(self._waiters):
             if not future.done() and predicate():
                 future.set_result(None)
