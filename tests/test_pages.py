@@ -180,6 +180,10 @@ def test_dashboard_shows_groups_rates_and_a_chart(server, new_page):
         staff.locator('#groups tr[data-group="dashboard:staff"] .members-cell')
     ).to_have_text("1")
     expect(staff.locator("#layer")).to_have_text("InMemoryChannelLayer")
+    expect(staff.locator("#watchers")).to_have_text("staff")  # presence events
+    expect(
+        staff.locator('#groups tr[data-group="room:lobby"] .people-cell')
+    ).to_have_text("1")
     drawn = staff.evaluate(
         "() => { const c = document.getElementById('chart');"
         " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
