@@ -276,7 +276,7 @@ async def test_a_thousand_joining_at_once_get_at_most_10_diffs_a_second(
     ends with exactly the room's presence. Not within one second here: the
     handshakes go in waves of AT_ONCE (more overflow the servers' listen
     backlogs), and this process shares two cores with both servers, which hand
-    each joiner the whole state so far; the achieved rate is printed (about 40
+    each joiner the whole state so far; the achieved rate is printed (40 to 120
     joins a second on the shared 2-core test machine)."""
     count = 1000
     db_path = copy_database(template_db, tmp_path)
