@@ -8,19 +8,23 @@ import sys
 
 import pytest
 
+from aether_compat import ChannelMessage
 from testing_support.asgi_server import ROOT, project_env
-from tests.support.e2e_ws import command, next_message, open_ws
+from tests.support.e2e_ws import open_ws
 from tests.support.redis_servers import redis_server
 from tests.support.servers import SERVERS, Browser, asgi_server, prepare_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
+PRESENCE_GRACE = 5.0  # the demo's: a leave is announced this long after it
+
 
 @pytest.mark.parametrize("kind", SERVERS)
 async def test_two_servers_share_a_room_and_its_member_list(tmp_path, kind):
     """Two server processes on one Redis: a chat message crosses between them and
-    each page's member list (group_members + names) shows both people, then only
-    the one still connected once the other disconnects."""
+    each page's member list (the room's presence state, then diffs) shows both
+    people, then only the one still connected once the other's leave is announced
+    (after the presence grace period)."""
     db_path = tmp_path / "shared.sqlite3"
     prepare_database(db_path)
     with (
@@ -28,34 +32,50 @@ async def test_two_servers_share_a_room_and_its_member_list(tmp_path, kind):
         asgi_server(kind, db_path, AETHER_REDIS_URL=redis.url) as first,
         asgi_server(kind, db_path, AETHER_REDIS_URL=redis.url) as second,
     ):
-        alice = await open_ws(first, Browser(first.url).login("alice"), "/ws/chat/x/")
-        bob = await open_ws(second, Browser(second.url).login("bob"), "/ws/chat/x/")
-        roster = await _presence_with(alice, 2)
-        assert [m["name"] for m in roster["members"]] == ["alice", "bob"]
-        await command(bob, "send", "room:x", "across processes")
-        message = await _next_of_type(alice, "chat.message")
+        alice = await _chat_page(first, "alice")
+        bob = await _chat_page(second, "bob")
+        names = await _members_until(alice, {"alice", "bob"}, {})
+        frame = {"action": "send", "group": "room:x", "message": "across processes"}
+        await bob.send(json.dumps(frame))
+        message = await _next_chat(alice)
         assert (message.payload, message.sender) == ("across processes", "bob")
         await bob.close()
-        roster = await _presence_with(alice, 1)
-        assert [m["name"] for m in roster["members"]] == ["alice"]
+        await _members_until(alice, {"alice"}, names)
         await alice.close()
         assert not first.tracebacks()
         assert not second.tracebacks()
 
 
-async def _next_of_type(ws, kind):
-    while True:
-        message = await next_message(ws)
-        if message.type == kind:
-            return message
+async def _chat_page(server, username):
+    """A chat socket of room x as the page opens it (aether.v1), signed in."""
+    browser = Browser(server.url).login(username)
+    return await open_ws(server, browser, "/ws/chat/x/", protocol="aether.v1")
 
 
-async def _presence_with(ws, connections):
-    """The first presence update that counts `connections` members."""
-    while True:
-        roster = json.loads((await _next_of_type(ws, "presence")).payload)
-        if roster["connections"] == connections:
-            return roster
+async def _members_until(ws, wanted, members):
+    """Read presence frames of room:x into `members` (key -> metas) until the
+    names in it are `wanted`; other frames are skipped."""
+    async with asyncio.timeout(PRESENCE_GRACE + 5):
+        while {metas[0]["name"] for metas in members.values()} != wanted:
+            frame = json.loads(await ws.recv())
+            if frame.get("group") != "room:x":
+                continue
+            if frame["type"] == "aether.presence_state":
+                members = dict(frame["presence"])
+            elif frame["type"] == "aether.presence_diff":
+                for key in frame["leaves"]:
+                    members.pop(key, None)
+                members.update(frame["joins"])
+    return members
+
+
+async def _next_chat(ws):
+    """The next group message's ChannelMessage (presence frames are skipped)."""
+    async with asyncio.timeout(10):
+        while True:
+            frame = json.loads(await ws.recv())
+            if frame["type"] == "aether.message" and frame["group"] == "room:x":
+                return ChannelMessage.from_json(frame["data"])
 
 
 @pytest.mark.parametrize("kind", SERVERS)
@@ -70,7 +90,6 @@ async def test_manage_py_broadcast_reaches_a_running_servers_clients(tmp_path, k
     ):
         alice = await open_ws(server, Browser(server.url).login("alice"), "/ws/chat/x/")
         bob = await open_ws(server, Browser(server.url).login("bob"), "/ws/chat/x/")
-        await _presence_with(alice, 2)
         done = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "manage.py", "broadcast", "room:x", "from ops"],
@@ -90,7 +109,7 @@ async def test_manage_py_broadcast_reaches_a_running_servers_clients(tmp_path, k
 
 
 async def _next_text(ws, wanted):
-    """The first frame equal to `wanted` (presence updates may come first)."""
+    """The first frame equal to `wanted` (other frames may come first)."""
     async with asyncio.timeout(10):
         while (frame := await ws.recv()) != wanted:
             pass

@@ -37,6 +37,7 @@ WAIT_MS = 5000
 # A page retries with up to 2.5 s, 5 s, 10 s... of jitter (aether.js): once the server
 # is back, the next attempt can be this far off.
 RECONNECT_MS = 45000
+PRESENCE_GRACE_MS = 5000  # the demo's presence_grace: a leave waits this long
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +123,8 @@ def test_two_pages_chat_and_see_each_other_come_and_go(server, new_page):
     shot(bob, "chat-bob")
 
     bob.close()
-    expect(members).to_have_count(1)
+    # bob's leave is announced once the presence grace period (5 s) has passed.
+    expect(members).to_have_count(1, timeout=PRESENCE_GRACE_MS + WAIT_MS)
     expect(alice.locator('#members li[data-name="bob"]')).to_have_count(0)
     expect(alice.locator(".notice", has_text="bob left")).to_be_visible()
     expect(alice.locator("#member-count")).to_have_text("1")
@@ -178,6 +180,10 @@ def test_dashboard_shows_groups_rates_and_a_chart(server, new_page):
         staff.locator('#groups tr[data-group="dashboard:staff"] .members-cell')
     ).to_have_text("1")
     expect(staff.locator("#layer")).to_have_text("InMemoryChannelLayer")
+    expect(staff.locator("#watchers")).to_have_text("staff")  # presence events
+    expect(
+        staff.locator('#groups tr[data-group="room:lobby"] .people-cell')
+    ).to_have_text("1")
     drawn = staff.evaluate(
         "() => { const c = document.getElementById('chart');"
         " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"

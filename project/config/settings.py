@@ -170,11 +170,18 @@ LOGGING = {
 
 # Group history (docs/history.md): a chat room keeps its last 100 messages for 5
 # minutes, so a tab that lost its connection gets what it missed; the dashboard
-# keeps its last statistics and hands them to a new viewer at once.
+# keeps its last statistics and hands them to a new viewer at once. Presence events
+# (docs/presence.md): rooms and the dashboard tell their members who is there and
+# who comes and goes (the chat's member list).
 # AETHER_GROUP_OPTIONS='{"room:*": {...}}' (JSON) replaces these.
 GROUP_OPTIONS = json.loads(os.environ.get("AETHER_GROUP_OPTIONS", "null")) or {
-    "room:*": {"history_size": 100, "history_ttl": 300},
-    "dashboard:*": {"history_size": 1, "history_ttl": 60, "last_on_join": True},
+    "room:*": {"history_size": 100, "history_ttl": 300, "presence_events": True},
+    "dashboard:*": {
+        "history_size": 1,
+        "history_ttl": 60,
+        "last_on_join": True,
+        "presence_events": True,
+    },
 }
 
 REDIS_URL = os.environ.get("AETHER_REDIS_URL")

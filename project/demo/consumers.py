@@ -6,6 +6,7 @@ import json
 import logging
 import secrets
 from functools import cached_property
+from typing import Any
 
 from aether_compat import ChannelMessage
 from aether_compat.consumers import AetherConsumer
@@ -38,8 +39,9 @@ class RealtimeConsumer(CountingConsumer):
 
 
 class ChatConsumer(CountingConsumer):
-    """ws/chat/<room>/: joins `room:<room>` and keeps its member list current.
-    Joining creates no room (only a signed-in user's POST does: room_store)."""
+    """ws/chat/<room>/: joins `room:<room>`, whose presence events (settings) keep
+    the page's member list. Joining creates no room (only a signed-in user's POST
+    does: room_store)."""
 
     @property
     def room(self) -> str:
@@ -53,7 +55,12 @@ class ChatConsumer(CountingConsumer):
         return [self.room_group]
 
     def sender_name(self) -> str:
-        return super().sender_name() or presence.guest_name(self.channel_name)
+        return super().sender_name() or presence.own_guest_name(self.channel_name)
+
+    def presence_meta(self, group: str) -> dict[str, Any] | None:
+        """The default metadata plus the name the member list shows (a guest's
+        too), the same name its messages carry."""
+        return presence.with_name(super().presence_meta(group), self.sender_name())
 
     @cached_property
     def connection_id(self) -> str:
@@ -76,11 +83,6 @@ class ChatConsumer(CountingConsumer):
     async def connected(self) -> None:
         await self.push(_hello(self.sender_name(), self.room_group))
         await self.push(_you(self.connection_id, self.room_group))
-        await presence.arrive(self.channel_name, self.room_group, self.sender_name())
-
-    async def left(self, group: str) -> None:
-        if group == self.room_group:
-            await presence.depart(self.channel_name, group)
 
 
 class DashboardConsumer(AetherConsumer):

@@ -1,5 +1,6 @@
-"""The numbers the staff dashboard shows: groups, their member counts, and this
-process's message rate over the last minute."""
+"""The numbers the staff dashboard shows: groups, their connections and people
+(from the layer's presence stats), and this process's message rate over the last
+minute."""
 
 import os
 
@@ -9,6 +10,7 @@ from aether_compat import Channels
 from aether_compat.messages import now_ms
 
 from .models import Room
+from .presence import people
 from .stats import stats
 
 STAFF_GROUP = "dashboard:staff"
@@ -27,13 +29,15 @@ async def known_groups() -> list[str]:
 
 
 async def listed_groups() -> list[dict[str, object]]:
-    """The known groups that have members now, with their counts: a user who is
-    not connected has an empty `user:N` group, which the page does not list."""
+    """The known groups that have members now, with their connections (`members`)
+    and distinct people (`people`: one per user across tabs and servers, one per
+    guest connection): a user who is not connected has an empty `user:N` group,
+    which the page does not list."""
     groups = []
     for name in await known_groups():
-        members = len(await Channels.group_members(name))
-        if members:
-            groups.append({"group": name, "members": members})
+        counts = await people(name)
+        if counts["members"]:
+            groups.append({"group": name, **counts})
     return groups
 
 

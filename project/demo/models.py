@@ -1,5 +1,5 @@
-"""What the demo remembers across processes: the rooms that exist, and the display
-name behind each connected chat session (presence itself comes from the layer)."""
+"""What the demo remembers across processes: the rooms that exist (who is in them
+is the layer's presence, never a database row)."""
 
 from django.conf import settings
 from django.db import models
@@ -32,17 +32,3 @@ class Room(models.Model):
     @property
     def group(self) -> str:
         return room_group(self.name)
-
-
-class ChatSession(models.Model):
-    """Who is behind a chat connection's channel. `group_members()` says which
-    channels are present; this table only gives them names, so rows left behind
-    by a crashed process are ignored (and pruned) once their channel is gone."""
-
-    channel = models.CharField(max_length=100, primary_key=True)
-    group = models.CharField(max_length=100, db_index=True)
-    label = models.CharField(max_length=150)
-    joined = models.DateTimeField(auto_now_add=True)
-
-    def __str__(self) -> str:
-        return f"{self.label} in {self.group}"

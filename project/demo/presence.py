@@ -1,69 +1,37 @@
-"""Who is in a chat room, by name: the layer's `group_members()` says which channels
-are present (across processes, on Redis too), `ChatSession` rows give them names."""
+"""Who is in a chat room, as the demo shows it: the layer's presence (one entry per
+person across tabs and servers, told to the page as a state and then diffs), with
+the name each person goes by. Nothing is written per connection."""
 
-import hashlib
-import hmac
-import json
-import logging
-from collections import Counter
+from typing import Any
 
-from django.conf import settings
+from aether_compat import Channels
+from aether_compat.presence import presence_key
 
-from aether_compat import ChannelMessage, Channels
-
-from .models import ChatSession
-
-PRESENCE = "presence"
-logger = logging.getLogger(__name__)
+GUEST_DIGITS = 12
+"""Hex digits of a guest's name: 48 bits, so two guests practically never share
+one."""
 
 
-def guest_name(channel: str) -> str:
-    """A stable name for an anonymous connection that nobody can guess or choose
-    (keyed with SECRET_KEY) and two guests practically never share (48 bits)."""
-    key = settings.SECRET_KEY.encode()
-    digest = hmac.new(key, b"guest:" + channel.encode(), hashlib.sha256)
-    return "guest-" + digest.hexdigest()[:12]
+def guest_name(key: str) -> str:
+    """The name of an anonymous member: from its opaque presence key ("anon-" and
+    hex digits; nobody can compute it from the channel, nor choose it), so a page
+    that only has the key derives the same name (chat.html does)."""
+    return "guest-" + key.removeprefix("anon-")[:GUEST_DIGITS]
 
 
-async def roster(group: str) -> dict[str, object]:
-    """Names present in `group` (with their number of open tabs), and how many
-    members have no name here (connections that joined by command)."""
-    members = await Channels.group_members(group)
-    rows = [row async for row in ChatSession.objects.filter(group=group)]
-    gone = [row.channel for row in rows if row.channel not in members]
-    if gone:
-        await ChatSession.objects.filter(channel__in=gone).adelete()
-    named = [row for row in rows if row.channel in members]
-    tabs = Counter(row.label for row in named)
-    return {
-        "members": [{"name": name, "tabs": tabs[name]} for name in sorted(tabs)],
-        "connections": len(members),
-        "unnamed": len(members) - len(named),
-    }
+def own_guest_name(channel: str) -> str:
+    """The guest name of this process's connection `channel` (its key as the layer
+    derives it for a membership without a user)."""
+    return guest_name(presence_key({}, channel))
 
 
-async def announce(group: str) -> None:
-    """Tell everyone in `group` who is there now. The list is a courtesy: when the
-    layer cannot say who is there (Redis down), this update is skipped, and the
-    connection that arrived or left is not harmed."""
-    try:
-        present = await roster(group)
-    except Exception as exc:  # any layer's failure; the next change sends a list
-        logger.warning("member list of %s not sent: %r", group, exc)
-        return
-    payload = json.dumps(present, separators=(",", ":"))
-    await Channels.group(group).broadcast(
-        ChannelMessage(type=PRESENCE, payload=payload, target=group)
-    )
+def with_name(meta: dict[str, Any] | None, name: str) -> dict[str, Any]:
+    """A membership's metadata with the display name the member list shows."""
+    return {**(meta or {}), "name": name}
 
 
-async def arrive(channel: str, group: str, label: str) -> None:
-    await ChatSession.objects.aupdate_or_create(
-        channel=channel, defaults={"group": group, "label": label}
-    )
-    await announce(group)
-
-
-async def depart(channel: str, group: str) -> None:
-    await ChatSession.objects.filter(channel=channel).adelete()
-    await announce(group)
+async def people(group: str) -> dict[str, int]:
+    """How many connections `group` has and how many people they are (across
+    processes on Redis), from the layer's presence."""
+    stats = await Channels.group(group).presence_stats()
+    return {"members": stats.connections, "people": stats.users}

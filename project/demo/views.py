@@ -21,9 +21,13 @@ LISTED_ROOMS = 20
 def home(
     request: HttpRequest, problem: str | None = None, status: int = 200
 ) -> HttpResponse:
-    """Links to everything, and the rooms, most recently active first."""
+    """Links to everything, and the rooms, most recently active first, with how
+    many people are in each (distinct users across tabs and servers)."""
     rooms = [
-        {"name": room.name, "members": len(Channels.sync.group_members(room.group))}
+        {
+            "name": room.name,
+            "members": Channels.sync.group(room.group).presence_stats().users,
+        }
         for room in Room.objects.order_by("-last_activity", "name")[:LISTED_ROOMS]
     ]
     context = {

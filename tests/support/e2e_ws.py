@@ -13,13 +13,17 @@ from aether_compat import ChannelMessage
 WAIT = 5
 
 
-async def open_ws(server, browser=None, path="/ws/realtime/", **headers):
+async def open_ws(
+    server, browser=None, path="/ws/realtime/", *, protocol=None, **headers
+):
     """A client that buffers what it has not read yet (so sockets a test keeps open
-    but does not read still close promptly)."""
+    but does not read still close promptly); `protocol="aether.v1"` asks for the
+    versioned protocol (legacy when None)."""
     base = browser.ws_headers() if browser else {"Origin": server.url}
     return await websockets.connect(
         server.ws_url + path,
         additional_headers={**base, **headers},
+        subprotocols=[protocol] if protocol else None,
         open_timeout=WAIT,
         max_queue=None,
     )

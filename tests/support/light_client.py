@@ -53,9 +53,11 @@ class LightClient:
         *,
         origin: str | None = "",
         cookie: str | None = None,
+        protocol: str | None = None,
         within: float = 10,
     ) -> "LightClient":
-        """Open the socket; `origin=""` sends this server's own origin, `None` none."""
+        """Open the socket; `origin=""` sends this server's own origin, `None` none;
+        `protocol` is the subprotocol to ask for (e.g. "aether.v1")."""
         async with asyncio.timeout(within):
             self._reader, self._writer = await asyncio.open_connection(
                 "127.0.0.1", port
@@ -73,6 +75,8 @@ class LightClient:
                 lines.append(f"Origin: {origin or f'http://127.0.0.1:{port}'}")
             if cookie:
                 lines.append(f"Cookie: {cookie}")
+            if protocol:
+                lines.append(f"Sec-WebSocket-Protocol: {protocol}")
             self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
             head = await self._reader.readuntil(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
@@ -118,7 +122,8 @@ class LightClient:
         """The next `aether.*` reply (type, decoded payload), skipping other frames."""
         while True:
             frame = await self.next_json(within)
-            if frame.get("type", "").startswith("aether."):
+            # Presence frames (aether.presence_*) are events, not replies.
+            if frame.get("type", "").startswith("aether.") and "payload" in frame:
                 return frame["type"], json.loads(frame["payload"])
 
     def pause_reading(self) -> None:
