@@ -81,6 +81,11 @@ class _Metrics:
             f"{NS}_history_replayed_messages",
             "Messages replayed from history into resumed connections",
         )
+        self.presence = pc.Counter(
+            f"{NS}_presence_frames",
+            "Presence frames this process wrote to its WebSockets: state or diff",
+            ["kind"],
+        )
         pc.REGISTRY.register(LayerCollector())
 
 
@@ -145,6 +150,11 @@ def resumed(recovered: bool, replayed: int) -> None:
     if (m := active()) is not None:
         m.resumes.labels("true" if recovered else "false").inc()
         m.replayed.inc(replayed)
+
+
+def presence_frame(kind: str) -> None:
+    if (m := active()) is not None:
+        m.presence.labels(kind).inc()
 
 
 def deferred() -> None:

@@ -25,6 +25,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from . import metrics
 from .presence import DIFF_WINDOW, PRESENCE_DIFF, PRESENCE_STATE, Presence
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -117,6 +118,7 @@ class PresenceFrames:
                 {"type": PRESENCE_STATE, "group": group, "presence": event["presence"]}
             )
         )
+        metrics.presence_frame("state")
         early, view.early = view.early, []
         for diff in early:
             self.diff(diff)
@@ -149,6 +151,7 @@ class PresenceFrames:
             view.sent_at = asyncio.get_running_loop().time()
             frame = {"type": PRESENCE_DIFF, "group": group}
             self._write(_dumps({**frame, "joins": joins, "leaves": leaves}))
+            metrics.presence_frame("diff")
 
 
 Entry = tuple[str, str, list[Any]]

@@ -204,3 +204,23 @@ async def test_each_change_is_judged_by_its_own_number(frames, socket):
         joins.update(frame["joins"])
         leaves.update(frame["leaves"])
     assert (sorted(joins), sorted(leaves)) == (["y"], ["x"])
+
+
+async def test_presence_frames_are_counted_in_the_metrics(frames, socket):
+    from prometheus_client import REGISTRY
+
+    from aether_compat import metrics
+
+    assert metrics.active() is not None
+
+    def count(kind: str) -> float:
+        name = "aether_presence_frames_total"
+        return REGISTRY.get_sample_value(name, {"kind": kind}) or 0.0
+
+    states, diffs = count("state"), count("diff")
+    frames.expect("g")
+    frames.state(state(0))
+    frames.diff(diff(1, joins=["a"]))
+    frames.diff(diff(2, joins=["b"]))
+    await socket.count(3)
+    assert (count("state"), count("diff")) == (states + 1, diffs + 2)
