@@ -98,16 +98,19 @@ class Groups:
             extra.result = results[-1]
         return True
 
-    async def discard(self, group: str, channel: str) -> bool:
+    async def discard(self, group: str, channel: str, extra: Any = None) -> bool:
         """Remove a membership; False if Redis did not take it (the heartbeat
-        retries it: see presence.py)."""
+        retries it: see presence.py). `extra` as for `add`."""
         member = (group, *route(channel))
         at = self._presence.leave(member)
         steps = leave_steps(
             self.prefix, member, at, False, self._connections.one_server
         )
+        first = steps[:1] if extra is None else [*steps[:1], extra.tagged]
         try:
-            (left,) = await self._connections.execute(steps[:1])
+            left, *rest = await self._connections.execute(first)
+            if extra is not None:
+                extra.result = rest[0]
             if left == 0 and len(steps) > 1:
                 await self._connections.execute(steps[1:])
         except REDIS_FAILURES as exc:

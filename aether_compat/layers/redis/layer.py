@@ -264,9 +264,10 @@ class RedisChannelLayer(AetherLayer):
         self.require_valid_channel_name(channel)
         if self._options(group).keeps_history:
             self._history.forget(group, channel)
-        if not await self._groups.discard(group, channel):
+        leave = self._people.leaving(group, channel)
+        if not await self._groups.discard(group, channel, leave):
             self._beat.poke()
-        await self._people.leave(group, channel)
+        self._people.left(leave)
 
     async def group_send(
         self,

@@ -139,9 +139,9 @@ class People:
                 )
         return late
 
-    async def leave(self, group: str, channel: str) -> None:
-        """Take the membership's metadata out; the key's last connection leaves
-        after `presence_grace` (the worker announces it)."""
+    def leaving(self, group: str, channel: str) -> "Leave":
+        """The presence part of a group_discard, to run with it (`Groups.discard`),
+        then `left()`: the key's last connection leaves after `presence_grace`."""
         _, field = field_of(channel)
         self.touch(group)
         with self._lock:
@@ -155,15 +155,14 @@ class People:
         if options.presence_events:
             self.worker.ensure()  # it announces the leave when grace ends
         lua = self.leave_command(group, options, [field], deferred=False)
-        try:
-            (flat,) = await self._connections.execute([(group_tag(group), lua)])
-        except REDIS_FAILURES as exc:  # the sweep takes it out (stale connection)
-            self._stats.redis_error(exc)
-            return
-        finally:
-            self.touch(group)
-        if flat:
-            self.worker.queue(group, changes_of(flat), None)
+        return Leave((group_tag(group), lua), group)
+
+    def left(self, leave: "Leave") -> None:
+        """Announce what the leave changed. Without a result (Redis did not take
+        it) the sweep takes the stale connection out."""
+        self.touch(leave.group)
+        if leave.result:
+            self.worker.queue(leave.group, changes_of(leave.result), None)
 
     def join_command(
         self,
@@ -301,3 +300,13 @@ class Join:
 
     async def finish(self) -> None:
         await self.people.finish(self)
+
+
+class Leave:
+    """One group_discard's presence command, and its result once it ran."""
+
+    __slots__ = ("group", "result", "tagged")
+
+    def __init__(self, tagged: Any, group: str) -> None:
+        self.tagged, self.group = tagged, group
+        self.result: Any = None
