@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 import pytest
-from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, User
 
 from aether_compat import Channels
@@ -16,6 +15,8 @@ from aether_compat.consumers import AetherConsumer
 from aether_compat.layers import InMemoryChannelLayer
 from aether_compat.limits import Limits
 from aether_compat.presence import DIFF_WINDOW, PresenceStats
+from tests.support import communicator
+from tests.support.communicator import frame
 from tests.support.facade import as_default_layer
 from tests.support.schema import assert_server_frames
 
@@ -60,22 +61,9 @@ async def layer():
 
 
 async def open_ws(user=ALICE, groups=(), subprotocols=(V1,), consumer=Consumer):
-    ws = WebsocketCommunicator(
-        consumer.as_asgi(), "/ws/", subprotocols=list(subprotocols)
+    return await communicator.open_ws(
+        consumer, user, groups=groups, subprotocols=subprotocols
     )
-    ws.scope["user"] = user
-    ws.scope["url_route"] = {"kwargs": {"groups": list(groups)}}
-    connected, _ = await ws.connect()
-    assert connected
-    return ws
-
-
-async def frame(ws, within=5) -> Any:
-    text = await ws.receive_from(within)
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 async def until(ws, kind: str) -> dict[str, Any]:

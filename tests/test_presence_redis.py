@@ -139,22 +139,31 @@ async def three_tabs(a: RedisChannelLayer, b: RedisChannelLayer, group: str) -> 
     assert sorted(raw) == ["+A", "-A"]  # no diff event repeated either
 
 
+async def three_tabs_on(hosts: list, groups: list[str], flush: bool = False) -> None:
+    """`three_tabs` in each of `groups`, with two layer instances on `hosts`;
+    `flush` removes their keys afterwards."""
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    a, b = (
+        RedisChannelLayer(hosts=hosts, prefix=prefix, group_options=OPTIONS)
+        for _ in range(2)
+    )
+    try:
+        for group in groups:
+            await three_tabs(a, b, group)
+    finally:
+        for layer in (a, b):
+            await layer.close()
+        if flush:
+            await a.flush()
+            await a.close()
+
+
 @pytest.mark.faults
 async def test_one_join_and_one_leave_over_two_sharded_servers():
     """Several Redis hosts: each group's presence lives on its group's host."""
     with redis_server() as one, redis_server() as two:
-        prefix = f"test-{uuid.uuid4().hex[:12]}"
         hosts = [one.url, two.url]
-        a, b = (
-            RedisChannelLayer(hosts=hosts, prefix=prefix, group_options=OPTIONS)
-            for _ in range(2)
-        )
-        try:
-            for i in range(4):  # groups on both hosts
-                await three_tabs(a, b, f"room:s{i}")
-        finally:
-            for layer in (a, b):
-                await layer.close()
+        await three_tabs_on(hosts, [f"room:s{i}" for i in range(4)])  # both hosts
 
 
 async def test_reconnect_within_grace_announces_nothing(layers):
@@ -422,19 +431,8 @@ async def test_a_join_during_an_outage_gets_its_state_once_redis_is_back():
 
 async def test_presence_events_on_a_cluster(cluster):
     hosts = [{"address": cluster[0].url, "cluster": True}]
-    prefix = f"cl-{uuid.uuid4().hex[:8]}"
-    a, b = (
-        RedisChannelLayer(hosts=hosts, prefix=prefix, group_options=OPTIONS)
-        for _ in range(2)
-    )
-    try:
-        for i in range(3):  # groups on every node
-            await three_tabs(a, b, f"room:c{i}")
-    finally:
-        for layer in (a, b):
-            await layer.close()
-        await a.flush()
-        await a.close()
+    groups = [f"room:c{i}" for i in range(3)]  # every node
+    await three_tabs_on(hosts, groups, flush=True)  # the cluster serves the module
 
 
 @pytest.fixture(scope="module")

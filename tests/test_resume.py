@@ -10,13 +10,14 @@ import json
 from typing import Any
 
 import pytest
-from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 
 from aether_compat import Channels
 from aether_compat.consumers import AetherConsumer
 from aether_compat.layers import InMemoryChannelLayer
 from aether_compat.limits import Limits
+from tests.support import communicator
+from tests.support.communicator import frame
 from tests.support.facade import as_default_layer
 from tests.support.layers import build_layer
 
@@ -50,22 +51,9 @@ async def hlayer(request):
 
 
 async def open_ws(query: str = "", groups=(), subprotocols=(V1,)):
-    ws = WebsocketCommunicator(
-        Consumer.as_asgi(), "/ws/" + query, subprotocols=list(subprotocols)
+    return await communicator.open_ws(
+        Consumer, ALICE, "/ws/" + query, groups, subprotocols
     )
-    ws.scope["user"] = ALICE
-    ws.scope["url_route"] = {"kwargs": {"groups": list(groups)}}
-    connected, _ = await ws.connect()
-    assert connected
-    return ws
-
-
-async def frame(ws, within=5) -> Any:
-    text = await ws.receive_from(within)
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 async def ask(ws, **command):
