@@ -1,22 +1,27 @@
 """End to end through daphne: C WebSocket clients in one room and one broadcaster.
 
     python bench/e2e_bench.py [--clients 100 500] [--repeats 3] [--seconds 4] [--json]
-                              [--profile DIR]
+                              [--profile DIR] [--redis] [--paced 2000]
 
-Contestants, each in a fresh daphne process per sample, in rotating order:
+Contestants, each in fresh daphne processes per sample, in rotating order:
   ours             AetherConsumer on our InMemoryChannelLayer (`send` command)
   stock            a stock Channels consumer (group_send + handler) on channels'
                    InMemoryChannelLayer: what the target compares against
   stock-on-ours    the stock consumer on our layer, to tell the layer's share of
                    the difference from the consumer's
+With --redis (bench/e2e_modes.py): two daphne servers on a private redis-server,
+clients alternating between them, the broadcaster on the first; contestants
+ours-redis (our RedisChannelLayer), stock-pubsub (channels_redis'
+RedisPubSubChannelLayer) and stock-on-ours-redis.
 Metrics: deliveries per second with the broadcaster keeping WINDOW broadcasts in
-flight (saturation), and p50/p99 latency from send to receipt at a paced rate.
+flight (saturation: a broadcast leaves the window once the broadcaster's own copy
+and, with two servers, a member's copy on the other server came back), and p50/p99
+latency from send to receipt at a paced rate (deliveries/s over all clients).
 """
 
 import argparse
 import asyncio
 import os
-import pstats
 import re
 import sys
 import tempfile
@@ -27,50 +32,69 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python bench/e2e_bench.py` from the root
     sys.path.insert(0, str(ROOT))
 
-from bench.ratios import Report, Row, Samples, Target, render_table, write_json  # noqa: E402
+from bench.e2e_modes import IN_MEMORY, REDIS, TARGET_CLIENTS, Mode, backend  # noqa: E402
+from bench.e2e_profile import profile_summary  # noqa: E402
+from bench.ratios import (  # noqa: E402
+    Report,
+    Row,
+    Samples,
+    notes_of,
+    render_table,
+    write_json,
+)
 from bench.ws_client import RawClient  # noqa: E402
 from testing_support.asgi_server import AsgiServer  # noqa: E402
 
-CONTESTANTS = {
-    "ours": ("ours", "/ws/ours/"),
-    "stock": ("stock", "/ws/stock/"),
-    "stock-on-ours": ("ours", "/ws/stock/"),
-}
 WINDOW = 8
 LATENCY_CLIENTS = 20
 STAMP = re.compile(rb"(\d+) (\d{19})")
 
 
 class Room:
-    """The clients of one sample: counters for all, latency samples for a few."""
+    """The clients of one sample: counters for all, latency samples for a few, and
+    the broadcasts that every watcher has seen (`echoes`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, watchers: int) -> None:
         self.delivered = 0
         self.latencies: list[float] = []
+        self.watchers = watchers
+        self.seen: dict[int, int] = {}
         self.echoes: asyncio.Queue[int] = asyncio.Queue()
 
-    def counter(self, sampled: bool):
+    def counter(self, sampled: bool, watcher: bool = False):
         def on_text(frame: bytes) -> None:
             self.delivered += 1
             if sampled and (match := STAMP.search(frame)):
                 self.latencies.append((time.time_ns() - int(match[2])) / 1e6)
+            if watcher:
+                self.echo(frame)
 
         return on_text
 
     def echo(self, frame: bytes) -> None:
         if match := STAMP.search(frame):
-            self.echoes.put_nowait(int(match[1]))
+            seq = int(match[1])
+            count = self.seen.pop(seq, 0) + 1
+            if count == self.watchers:
+                self.echoes.put_nowait(seq)
+            else:
+                self.seen[seq] = count
 
 
-async def run_sample(port: int, path: str, clients: int, seconds: float, paced: float):
-    room = Room()
+async def run_sample(
+    ports: list[int], path: str, clients: int, seconds: float, paced: float
+):
+    """Client i joins the server ports[i % len(ports)]; the broadcaster joins the
+    first; with two servers, member 1 (on the second) watches too."""
+    room = Room(watchers=2 if len(ports) > 1 else 1)
     members = []
     for index in range(clients):
-        client = RawClient(room.counter(index < LATENCY_CLIENTS))
-        await client.connect("127.0.0.1", port, path)
+        watcher = len(ports) > 1 and index == 1
+        client = RawClient(room.counter(index < LATENCY_CLIENTS, watcher))
+        await client.connect("127.0.0.1", ports[index % len(ports)], path)
         members.append(client)
     broadcaster = RawClient(room.echo)
-    await broadcaster.connect("127.0.0.1", port, path)
+    await broadcaster.connect("127.0.0.1", ports[0], path)
     frame = _framer(path)
     await _broadcast_round(broadcaster, frame, room, 0)  # everyone is in the room
     rate = await _saturate(broadcaster, frame, room, seconds)
@@ -137,72 +161,42 @@ def _percentile(values: list[float], pct: float) -> float | None:
     return values[min(len(values) - 1, round(pct / 100 * (len(values) - 1)))]
 
 
-def sample(name: str, clients: int, args: argparse.Namespace, db: Path) -> tuple:
-    layer, path = CONTESTANTS[name]
-    launcher: tuple[str, ...] = (sys.executable, "-m", "daphne")
-    profile = args.profile / f"{name}-{clients}.prof" if args.profile else None
-    if profile:
-        launcher = (sys.executable, "-m", "cProfile", "-o", str(profile), *launcher[1:])
-    server = AsgiServer(
-        db,
-        "bench.e2e_asgi:application",
-        launcher,
-        BENCH_LAYER=layer,
-        DJANGO_SETTINGS_MODULE="bench.e2e_settings",
-    ).start()
+def sample(
+    mode: Mode, name: str, clients: int, args: argparse.Namespace, db: Path, env: dict
+) -> tuple:
+    layer, path = mode.contestants[name]
+    servers = []
     try:
-        return asyncio.run(
-            run_sample(server.port, path, clients, args.seconds, args.paced)
-        )
+        for index in range(mode.servers):
+            launcher: tuple[str, ...] = (sys.executable, "-m", "daphne")
+            profile = _profile_path(args, mode, name, clients, index)
+            if profile:
+                launcher = (sys.executable, "-m", "cProfile", "-o", str(profile))
+                launcher += ("-m", "daphne")
+            server = AsgiServer(
+                db,
+                "bench.e2e_asgi:application",
+                launcher,
+                BENCH_LAYER=layer,
+                DJANGO_SETTINGS_MODULE="bench.e2e_settings",
+                **env,
+            )
+            servers.append(server)
+            server.start()
+        ports = [server.port for server in servers]
+        return asyncio.run(run_sample(ports, path, clients, args.seconds, args.paced))
     finally:
-        server.stop()
-        if profile:
-            print(profile_summary(profile))
+        for index, server in enumerate(servers):
+            server.stop()
+            if profile := _profile_path(args, mode, name, clients, index):
+                print(profile_summary(profile))
 
 
-AREAS = (
-    ("aether_compat/layers", "our layer"),
-    ("aether_compat", "aether consumer"),
-    ("channels/layers.py", "channels layer"),
-    ("/channels/", "channels consumer"),
-    ("/asgiref/", "thread hop"),
-    ("concurrent/futures", "thread hop"),
-    ("threading.py", "thread hop"),
-    ("/autobahn/", "daphne+twisted+autobahn"),
-    ("/twisted/", "daphne+twisted+autobahn"),
-    ("/daphne/", "daphne+twisted+autobahn"),
-    ("asyncio", "asyncio loop"),
-    ("selectors.py", "asyncio loop"),
-)
-
-
-def profile_summary(path: Path) -> str:
-    """daphne's CPU time (cProfile tottime) by where the code lives, as shares of
-    the busy time; time blocked in epoll is reported apart as idle."""
-    by_area: dict[str, float] = {}
-    for (filename, _line, function), row in pstats.Stats(str(path)).stats.items():
-        area = _area(filename, function)
-        by_area[area] = by_area.get(area, 0.0) + row[2]
-    idle = by_area.pop("idle", 0.0)
-    busy = sum(by_area.values()) or 1.0
-    ranked = sorted(by_area.items(), key=lambda item: -item[1])
-    shares = ", ".join(f"{area} {100 * t / busy:.0f}%" for area, t in ranked)
-    return f"  daphne busy {busy:.1f} s, idle {idle:.1f} s: {shares}"
-
-
-def _area(filename: str, function: str) -> str:
-    if filename == "~":
-        if "poll" in function:
-            return "idle"
-        if "_socket.socket" in function:
-            return "socket writes"
-        if "lock" in function or "acquire" in function:
-            return "thread hop"
-        return "builtins"
-    for fragment, area in AREAS:
-        if fragment in filename:
-            return area
-    return "other (startup, logging)"
+def _profile_path(args, mode: Mode, name: str, clients: int, index: int):
+    if not args.profile:
+        return None
+    server = f"-{'ab'[index]}" if mode.servers > 1 else ""
+    return args.profile / f"{name}-{clients}{server}.prof"
 
 
 def main() -> None:
@@ -215,6 +209,11 @@ def main() -> None:
     )
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
+        "--redis",
+        action="store_true",
+        help="two daphne servers on a private redis-server (bench/e2e_modes.py)",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         help="run daphne under cProfile, write DIR/<contestant>-<C>.prof, summarise",
@@ -222,49 +221,70 @@ def main() -> None:
     args = parser.parse_args()
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
+    mode = REDIS if args.redis else IN_MEMORY
     samples = Samples()
-    names = list(CONTESTANTS)
-    with tempfile.TemporaryDirectory() as folder:
+    names = list(mode.contestants)
+    width = max(map(len, names))
+    with tempfile.TemporaryDirectory() as folder, backend(mode) as sample_env:
         db = Path(folder) / "bench.sqlite3"
         for repeat in range(args.repeats):
             order = names[repeat % len(names) :] + names[: repeat % len(names)]
             for clients in args.clients:
                 for name in order:
-                    rate, p50, p99 = sample(name, clients, args, db)
+                    env = sample_env(name)
+                    rate, p50, p99 = sample(mode, name, clients, args, db, env)
                     print(
-                        f"repeat {repeat + 1} C={clients} {name:13} {rate:9,.0f} "
+                        f"repeat {repeat + 1} C={clients} {name:{width}} {rate:9,.0f} "
                         f"deliveries/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms",
                         flush=True,
                     )
                     samples.add(f"deliveries/s C={clients}", name, rate)
                     samples.add(f"p50 ms C={clients}", name, p50)
                     samples.add(f"p99 ms C={clients}", name, p99)
-    rows = _rows(samples, args.clients)
-    print(render_table(rows, peer="stock"))
-    print(render_table(_rows(samples, args.clients, "stock-on-ours"), peer="stock"))
+    rows = _rows(mode, samples, args)
+    print(render_table(rows, peer=mode.peer))
+    print("\n".join(notes_of(rows)))
+    print(render_table(_rows(mode, samples, args, mode.decomposition), peer=mode.peer))
     if args.json:
-        report = Report("e2e", vars(args), rows, samples)
+        report = Report(mode.name, {**vars(args), "mode": mode.name}, rows, samples)
         print(write_json(report, ROOT / "bench" / "results"))
 
 
-def _rows(samples: Samples, sizes: list[int], ours: str = "ours") -> list[Row]:
+def _rows(
+    mode: Mode, samples: Samples, args: argparse.Namespace, ours: str | None = None
+) -> list[Row]:
+    ours = ours or mode.ours
     rows = []
-    for clients in sizes:
-        big = clients >= 500 and ours == "ours"
+    for clients in args.clients:
+        big = clients >= TARGET_CLIENTS and ours == mode.ours
         for metric, target in (
-            (f"deliveries/s C={clients}", Target(">=", 1.3) if big else None),
+            (f"deliveries/s C={clients}", mode.deliveries_target if big else None),
             (f"p50 ms C={clients}", None),
-            (f"p99 ms C={clients}", Target("<=", 0.8) if big else None),
+            (f"p99 ms C={clients}", mode.p99_target if big else None),
         ):
+            note = ""
+            if metric.startswith("p99") and ours == mode.ours:
+                note = _pacing_note(mode, samples, clients, args.paced)
             rows.append(
                 Row(
                     f"{ours}: {metric}",
                     samples.median(metric, ours),
-                    samples.median(metric, "stock"),
+                    samples.median(metric, mode.peer),
                     target=target,
+                    note=note,
                 )
             )
     return rows
+
+
+def _pacing_note(mode: Mode, samples: Samples, clients: int, paced: float) -> str:
+    """Latency compares fairly only at a rate both sustain: at most half the
+    slower contestant's saturated rate (medians)."""
+    metric = f"deliveries/s C={clients}"
+    rates = [samples.median(metric, name) or 0.0 for name in (mode.ours, mode.peer)]
+    half = min(rates) / 2
+    verdict = "ok" if paced <= half else "TOO FAST: lower --paced"
+    return f"paced {paced:,.0f}/s, half the slower saturation {half:,.0f}/s: {verdict}"
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """Settings for the end-to-end benchmark's daphne: the demo's, with the layer chosen
-by BENCH_LAYER ("ours" or "stock") and limits that never get in a broadcaster's way."""
+by BENCH_LAYER and limits that never get in a broadcaster's way. The Redis layers
+("ours-redis", "stock-pubsub") read BENCH_REDIS_URL and BENCH_REDIS_PREFIX, so that
+each sample has its own keys on the bench's private redis-server."""
 
 import os
 
@@ -8,8 +10,16 @@ from project.config.settings import *  # noqa: F403  (the demo's settings, then 
 BACKENDS = {
     "ours": "aether_compat.layers.InMemoryChannelLayer",
     "stock": "channels.layers.InMemoryChannelLayer",
+    "ours-redis": "aether_compat.layers.RedisChannelLayer",
+    "stock-pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
 }
-CHANNEL_LAYERS = {"default": {"BACKEND": BACKENDS[os.environ["BENCH_LAYER"]]}}
+LAYER = os.environ["BENCH_LAYER"]
+CHANNEL_LAYERS = {"default": {"BACKEND": BACKENDS[LAYER]}}
+if LAYER.endswith(("-redis", "-pubsub")):
+    CHANNEL_LAYERS["default"]["CONFIG"] = {
+        "hosts": [os.environ["BENCH_REDIS_URL"]],
+        "prefix": os.environ.get("BENCH_REDIS_PREFIX", "bench"),
+    }
 ASGI_APPLICATION = "bench.e2e_asgi.application"
 DEBUG = False
 AETHER_ALLOW_ANONYMOUS_ROOMS = True
