@@ -2,6 +2,7 @@
 
     python bench/e2e_bench.py [--clients 100 500] [--repeats 3] [--seconds 4] [--json]
                               [--profile DIR] [--redis] [--paced 2000]
+                              [--paced-seconds S]
 
 Contestants, each in fresh daphne processes per sample, in rotating order:
   ours             AetherConsumer on our InMemoryChannelLayer (`send` command)
@@ -46,7 +47,6 @@ from bench.ws_client import RawClient  # noqa: E402
 from testing_support.asgi_server import AsgiServer  # noqa: E402
 
 WINDOW = 8
-LATENCY_CLIENTS = 20
 STAMP = re.compile(rb"(\d+) (\d{19})")
 
 
@@ -82,24 +82,26 @@ class Room:
 
 
 async def run_sample(
-    ports: list[int], path: str, clients: int, seconds: float, paced: float
+    mode: Mode, ports: list[int], path: str, clients: int, args: argparse.Namespace
 ):
     """Client i joins the server ports[i % len(ports)]; the broadcaster joins the
     first; with two servers, member 1 (on the second) watches too."""
     room = Room(watchers=2 if len(ports) > 1 else 1)
+    sampled = mode.sampled(clients)
     members = []
     for index in range(clients):
         watcher = len(ports) > 1 and index == 1
-        client = RawClient(room.counter(index < LATENCY_CLIENTS, watcher))
+        client = RawClient(room.counter(index in sampled, watcher))
         await client.connect("127.0.0.1", ports[index % len(ports)], path)
         members.append(client)
     broadcaster = RawClient(room.echo)
     await broadcaster.connect("127.0.0.1", ports[0], path)
     frame = _framer(path)
     await _broadcast_round(broadcaster, frame, room, 0)  # everyone is in the room
-    rate = await _saturate(broadcaster, frame, room, seconds)
+    rate = await _saturate(broadcaster, frame, room, args.seconds)
     room.latencies.clear()
-    await _paced(broadcaster, frame, room, seconds, paced / clients)
+    paced_seconds = args.paced_seconds or args.seconds
+    await _paced(broadcaster, frame, room, paced_seconds, args.paced / clients)
     latencies = sorted(room.latencies)
     for client in [*members, broadcaster]:
         await client.close()
@@ -184,7 +186,7 @@ def sample(
             servers.append(server)
             server.start()
         ports = [server.port for server in servers]
-        return asyncio.run(run_sample(ports, path, clients, args.seconds, args.paced))
+        return asyncio.run(run_sample(mode, ports, path, clients, args))
     finally:
         for index, server in enumerate(servers):
             server.stop()
@@ -204,6 +206,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[100, 500])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument(
+        "--paced-seconds", type=float, help="length of the paced phase (--seconds)"
+    )
     parser.add_argument(
         "--paced", type=float, default=2000, help="deliveries/s of the paced phase"
     )

@@ -31,6 +31,16 @@ class Mode:
     decomposition: str  # the stock consumer on our layer: the layer's share
     deliveries_target: Target
     p99_target: Target
+    latency_clients: int = 20
+    spread_samples: bool = False  # sample every (C / latency_clients)th client
+
+    def sampled(self, clients: int) -> set[int]:
+        """Which clients record latency: the first ones, or spread over the room
+        so that no fan-out order (first joined, first served) favours a side."""
+        if not self.spread_samples:
+            return set(range(self.latency_clients))
+        stride = max(1, clients // self.latency_clients)
+        return set(range(0, clients, stride))
 
 
 TARGET_CLIENTS = 500
@@ -63,6 +73,8 @@ REDIS = Mode(
     decomposition="stock-on-ours-redis",
     deliveries_target=Target(">=", 1.5),
     p99_target=Target("<=", 1.0),
+    latency_clients=50,
+    spread_samples=True,
 )
 
 SampleEnv = Callable[[str], dict[str, str]]
