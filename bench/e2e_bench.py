@@ -98,14 +98,18 @@ async def run_sample(
     await broadcaster.connect("127.0.0.1", ports[0], path)
     frame = _framer(path)
     await _broadcast_round(broadcaster, frame, room, 0)  # everyone is in the room
+    cpu, wall = time.process_time(), time.perf_counter()
     rate = await _saturate(broadcaster, frame, room, args.seconds)
+    # The bench client's own CPU share while saturating: near 100% means the
+    # client, not the servers, set the rate.
+    client_cpu = (time.process_time() - cpu) / (time.perf_counter() - wall)
     room.latencies.clear()
     paced_seconds = args.paced_seconds or args.seconds
     await _paced(broadcaster, frame, room, paced_seconds, args.paced / clients)
     latencies = sorted(room.latencies)
     for client in [*members, broadcaster]:
         await client.close()
-    return rate, _percentile(latencies, 50), _percentile(latencies, 99)
+    return rate, _percentile(latencies, 50), _percentile(latencies, 99), client_cpu
 
 
 def _framer(path: str):
@@ -237,10 +241,11 @@ def main() -> None:
             for clients in args.clients:
                 for name in order:
                     env = sample_env(name)
-                    rate, p50, p99 = sample(mode, name, clients, args, db, env)
+                    rate, p50, p99, cpu = sample(mode, name, clients, args, db, env)
                     print(
                         f"repeat {repeat + 1} C={clients} {name:{width}} {rate:9,.0f} "
-                        f"deliveries/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms",
+                        f"deliveries/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms  "
+                        f"(bench client CPU {100 * cpu:.0f}%)",
                         flush=True,
                     )
                     samples.add(f"deliveries/s C={clients}", name, rate)
