@@ -14,7 +14,7 @@ With --redis (bench/e2e_modes.py): two daphne servers on a private redis-server,
 clients alternating between them, the broadcaster on the first; contestants
 ours-redis (our RedisChannelLayer), stock-pubsub (channels_redis'
 RedisPubSubChannelLayer) and stock-on-ours-redis.
-Metrics: deliveries per second with the broadcaster keeping WINDOW broadcasts in
+Metrics: deliveries per second with the broadcaster keeping --window broadcasts in
 flight (saturation: a broadcast leaves the window once the broadcaster's own copy
 and, with two servers, a member's copy on the other server came back), and p50/p99
 latency from send to receipt at a paced rate (deliveries/s over all clients).
@@ -46,7 +46,7 @@ from bench.ratios import (  # noqa: E402
 from bench.ws_client import RawClient  # noqa: E402
 from testing_support.asgi_server import AsgiServer  # noqa: E402
 
-WINDOW = 8
+WINDOW = 8  # broadcasts in flight while saturating, unless --window says otherwise
 STAMP = re.compile(rb"(\d+) (\d{19})")
 
 
@@ -99,7 +99,7 @@ async def run_sample(
     frame = _framer(path)
     await _broadcast_round(broadcaster, frame, room, 0)  # everyone is in the room
     cpu, wall = time.process_time(), time.perf_counter()
-    rate = await _saturate(broadcaster, frame, room, args.seconds)
+    rate = await _saturate(broadcaster, frame, room, args.seconds, args.window)
     # The bench client's own CPU share while saturating: near 100% means the
     # client, not the servers, set the rate.
     client_cpu = (time.process_time() - cpu) / (time.perf_counter() - wall)
@@ -126,11 +126,11 @@ async def _broadcast_round(broadcaster, frame, room, seq):
             pass
 
 
-async def _saturate(broadcaster, frame, room, seconds) -> float:
-    """Deliveries per second with WINDOW broadcasts in flight, acknowledged by the
-    broadcaster's own copy coming back."""
+async def _saturate(broadcaster, frame, room, seconds, window) -> float:
+    """Deliveries per second with `window` broadcasts in flight, acknowledged by
+    every watcher's copy coming back."""
     seq, start_count, start = 1, room.delivered, time.perf_counter()
-    for _ in range(WINDOW):
+    for _ in range(window):
         broadcaster.send_text(frame(seq))
         seq += 1
     while time.perf_counter() - start < seconds:
@@ -141,7 +141,7 @@ async def _saturate(broadcaster, frame, room, seconds) -> float:
     elapsed = time.perf_counter() - start
     delivered = room.delivered - start_count
     async with asyncio.timeout(10):  # drain what is still in flight
-        for _ in range(WINDOW):
+        for _ in range(window):
             await room.echoes.get()
     return delivered / elapsed
 
@@ -210,6 +210,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[100, 500])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--window", type=int, default=WINDOW)
     parser.add_argument(
         "--paced-seconds", type=float, help="length of the paced phase (--seconds)"
     )
