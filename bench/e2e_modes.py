@@ -32,15 +32,17 @@ class Mode:
     deliveries_target: Target
     p99_target: Target
     latency_clients: int = 20
-    spread_samples: bool = False  # sample every (C / latency_clients)th client
+    spread_samples: bool = False  # sample every (about C / latency_clients)th client
 
     def sampled(self, clients: int) -> set[int]:
         """Which clients record latency: the first ones, or spread over the room
         so that no fan-out order (first joined, first served) favours a side."""
         if not self.spread_samples:
             return set(range(self.latency_clients))
+        # An odd stride: clients alternate between two servers, so must samples.
         stride = max(1, clients // self.latency_clients)
-        return set(range(0, clients, stride))
+        stride -= 1 if stride % 2 == 0 else 0
+        return set(range(0, clients, stride)[: self.latency_clients])
 
 
 TARGET_CLIENTS = 500
