@@ -56,16 +56,36 @@ class Room:
 
     def __init__(self, watchers: int) -> None:
         self.delivered = 0
-        self.latencies: list[float] = []
+        self.latencies: list[tuple[float, int]] = []  # (ms, server index)
         self.watchers = watchers
         self.seen: dict[int, int] = {}
         self.echoes: asyncio.Queue[int] = asyncio.Queue()
+        self.expected = -1
+        self.settled = asyncio.Event()
 
-    def counter(self, sampled: bool, watcher: bool = False):
+    async def settle(self, expected: int) -> int:
+        """Wait until `expected` deliveries arrived in all (every broadcast goes to
+        every member once), at most 10 s; return how many are missing. Without
+        it, frames of the saturation phase that the watchers had but other
+        members had not would be counted as latencies of the paced phase."""
+        self.expected = expected
+        if self.delivered < expected:
+            self.settled.clear()
+            try:
+                async with asyncio.timeout(10):
+                    await self.settled.wait()
+            except TimeoutError:
+                pass
+        return max(0, expected - self.delivered)
+
+    def counter(self, sampled: bool, watcher: bool = False, server: int = 0):
         def on_text(frame: bytes) -> None:
             self.delivered += 1
+            if self.delivered == self.expected:
+                self.settled.set()
             if sampled and (match := STAMP.search(frame)):
-                self.latencies.append((time.time_ns() - int(match[2])) / 1e6)
+                ms = (time.time_ns() - int(match[2])) / 1e6
+                self.latencies.append((ms, server))
             if watcher:
                 self.echo(frame)
 
@@ -91,25 +111,50 @@ async def run_sample(
     members = []
     for index in range(clients):
         watcher = len(ports) > 1 and index == 1
-        client = RawClient(room.counter(index in sampled, watcher))
-        await client.connect("127.0.0.1", ports[index % len(ports)], path)
+        server = index % len(ports)
+        client = RawClient(room.counter(index in sampled, watcher, server))
+        await client.connect("127.0.0.1", ports[server], path)
         members.append(client)
     broadcaster = RawClient(room.echo)
     await broadcaster.connect("127.0.0.1", ports[0], path)
     frame = _framer(path)
     await _broadcast_round(broadcaster, frame, room, 0)  # everyone is in the room
     cpu, wall = time.process_time(), time.perf_counter()
-    rate = await _saturate(broadcaster, frame, room, args.seconds, args.window)
+    rate, last_seq = await _saturate(
+        broadcaster, frame, room, args.seconds, args.window
+    )
     # The bench client's own CPU share while saturating: near 100% means the
     # client, not the servers, set the rate.
     client_cpu = (time.process_time() - cpu) / (time.perf_counter() - wall)
+    if missing := await room.settle(clients * (last_seq + 1)):
+        print(f"  {missing} deliveries of the saturation phase never arrived")
     room.latencies.clear()
     paced_seconds = args.paced_seconds or args.seconds
     await _paced(broadcaster, frame, room, paced_seconds, args.paced / clients)
-    latencies = sorted(room.latencies)
     for client in [*members, broadcaster]:
         await client.close()
-    return rate, _percentile(latencies, 50), _percentile(latencies, 99), client_cpu
+    latencies = sorted(ms for ms, _ in room.latencies)
+    per_server = [
+        _percentile(sorted(ms for ms, at in room.latencies if at == server), 99)
+        for server in range(len(ports))
+    ]
+    return (
+        rate,
+        _percentile(latencies, 50),
+        _percentile(latencies, 99),
+        client_cpu,
+        per_server,
+    )
+
+
+def _by_server(p99s: list[float | None]) -> str:
+    """The p99 of each server's sampled clients, when there are two: the second
+    one's frames crossed Redis (or, for the pub/sub layer, both did)."""
+    if len(p99s) < 2:
+        return ""
+    return ", p99 " + " / ".join(
+        f"{'ab'[i]} {p:.0f} ms" for i, p in enumerate(p99s) if p is not None
+    )
 
 
 def _framer(path: str):
@@ -126,9 +171,9 @@ async def _broadcast_round(broadcaster, frame, room, seq):
             pass
 
 
-async def _saturate(broadcaster, frame, room, seconds, window) -> float:
+async def _saturate(broadcaster, frame, room, seconds, window) -> tuple[float, int]:
     """Deliveries per second with `window` broadcasts in flight, acknowledged by
-    every watcher's copy coming back."""
+    every watcher's copy coming back; and the last broadcast's number."""
     seq, start_count, start = 1, room.delivered, time.perf_counter()
     for _ in range(window):
         broadcaster.send_text(frame(seq))
@@ -143,7 +188,7 @@ async def _saturate(broadcaster, frame, room, seconds, window) -> float:
     async with asyncio.timeout(10):  # drain what is still in flight
         for _ in range(window):
             await room.echoes.get()
-    return delivered / elapsed
+    return delivered / elapsed, seq - 1
 
 
 async def _paced(broadcaster, frame, room, seconds, per_second):
@@ -211,6 +256,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--window", type=int, default=WINDOW)
+    parser.add_argument("--only", nargs="+", help="run these contestants only")
     parser.add_argument(
         "--paced-seconds", type=float, help="length of the paced phase (--seconds)"
     )
@@ -233,7 +279,7 @@ def main() -> None:
         args.profile.mkdir(parents=True, exist_ok=True)
     mode = REDIS if args.redis else IN_MEMORY
     samples = Samples()
-    names = list(mode.contestants)
+    names = [name for name in mode.contestants if name in (args.only or [name])]
     width = max(map(len, names))
     with tempfile.TemporaryDirectory() as folder, backend(mode) as sample_env:
         db = Path(folder) / "bench.sqlite3"
@@ -242,11 +288,13 @@ def main() -> None:
             for clients in args.clients:
                 for name in order:
                     env = sample_env(name)
-                    rate, p50, p99, cpu = sample(mode, name, clients, args, db, env)
+                    rate, p50, p99, cpu, by_server = sample(
+                        mode, name, clients, args, db, env
+                    )
                     print(
                         f"repeat {repeat + 1} C={clients} {name:{width}} {rate:9,.0f} "
                         f"deliveries/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms  "
-                        f"(bench client CPU {100 * cpu:.0f}%)",
+                        f"(bench client CPU {100 * cpu:.0f}%{_by_server(by_server)})",
                         flush=True,
                     )
                     samples.add(f"deliveries/s C={clients}", name, rate)

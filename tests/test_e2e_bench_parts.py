@@ -32,3 +32,18 @@ def test_redis_mode_samples_latency_on_both_servers_over_the_whole_room():
     assert {index % 2 for index in sampled} == {0, 1}  # clients alternate servers
     assert max(sampled) > 400  # late joiners too, not only the first ones
     assert IN_MEMORY.sampled(500) == set(range(20))  # unchanged
+
+
+def test_settle_waits_for_every_member_to_have_every_broadcast():
+    async def scenario() -> tuple[bool, int]:
+        room = Room(watchers=1)
+        members = [room.counter(sampled=False) for _ in range(3)]
+        members[0](b"1 1700000000000000000")
+        waiting = asyncio.ensure_future(room.settle(3))
+        await asyncio.sleep(0)  # let it park on the event
+        early = waiting.done()
+        for member in members[1:]:
+            member(b"1 1700000000000000000")
+        return early, await waiting
+
+    assert asyncio.run(scenario()) == (False, 0)
