@@ -2,7 +2,7 @@
 
     python bench/e2e_bench.py [--clients 100 500] [--repeats 3] [--seconds 4] [--json]
                               [--profile DIR] [--redis] [--paced 2000]
-                              [--paced-seconds S]
+                              [--paced-seconds S] [--window 8] [--only NAME ...]
 
 Contestants, each in fresh daphne processes per sample, in rotating order:
   ours             AetherConsumer on our InMemoryChannelLayer (`send` command)
@@ -17,7 +17,8 @@ RedisPubSubChannelLayer) and stock-on-ours-redis.
 Metrics: deliveries per second with the broadcaster keeping --window broadcasts in
 flight (saturation: a broadcast leaves the window once the broadcaster's own copy
 and, with two servers, a member's copy on the other server came back), and p50/p99
-latency from send to receipt at a paced rate (deliveries/s over all clients).
+latency from send to receipt at a paced rate (deliveries/s over all clients),
+measured once every member has every saturation broadcast.
 """
 
 import argparse
