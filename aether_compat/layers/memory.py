@@ -19,35 +19,20 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import ChannelFull, MemberUnreachable
+from ..errors import ChannelFull
 from ..history import History, check_limit, check_since
 from ..presence import Presence, PresenceStats, check_meta
 from ..results import SendResult
-from ..sessions import Session
 from . import codec
 from .base import AetherLayer
 from .memory_history import MemoryHistory, decoded, strip_position
 from .memory_presence import MemoryPresence
+from .memory_queue import Channel, deliver, drop_expired, shareable
 from .wakeup import running_loop, wake_one
 
 logger = logging.getLogger(__name__)
 _NO_MEMBERS = SendResult()
 _IDLE_BATCH = 1024  # idle channels kept at most before they are forgotten
-_STOPPED_READING = "its reader stopped reading: it left its groups"
-
-
-class _Channel:
-    """One channel's undelivered messages, its waiting receivers, its groups, and
-    when a reader last asked for a message (None: never yet)."""
-
-    __slots__ = ("capacity", "groups", "messages", "read_at", "waiters")
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.messages: deque[tuple[float, bytes]] | None = None
-        self.waiters: list[asyncio.Future[None]] | None = None
-        self.groups: set[str] | None = None
-        self.read_at: float | None = None
 
 
 class InMemoryChannelLayer(AetherLayer):
@@ -72,7 +57,7 @@ class InMemoryChannelLayer(AetherLayer):
         )
         # Hot paths call acquire()/release() themselves: `with` costs twice as much.
         self._lock = threading.Lock()
-        self._channels: dict[str, _Channel] = {}
+        self._channels: dict[str, Channel] = {}
         self._groups: dict[str, dict[str, float]] = {}
         self._client = secrets.token_hex(6)
         self._counter = itertools.count(1)
@@ -103,10 +88,12 @@ class InMemoryChannelLayer(AetherLayer):
             messages = ch.messages
             if messages is None:
                 messages = ch.messages = deque()
-            stopped = len(messages) >= ch.capacity and self._drop_expired(ch, now)
+            stopped = False
+            if len(messages) >= ch.capacity:
+                stopped = drop_expired(ch, now, self.expiry)
             if len(messages) >= ch.capacity:
                 raise ChannelFull(channel, ch.capacity)
-            messages.append((now + self.expiry, payload))
+            messages.append((now + self.expiry, payload, None))
             if ch.waiters:
                 wake_one(ch.waiters, running_loop())
             if stopped:
@@ -128,9 +115,9 @@ class InMemoryChannelLayer(AetherLayer):
                     # A reader that waits needs no time stamp: its waiter shows it.
                     ch.read_at = now = time.monotonic()
                     if messages[0][0] < now:
-                        self._drop_expired(ch, now)
+                        drop_expired(ch, now, self.expiry)
                     if messages:
-                        payload = messages.popleft()[1]
+                        item = messages.popleft()
                         if not (messages or ch.waiters or ch.groups):
                             self._retire_later(channel)
                         break
@@ -147,7 +134,9 @@ class InMemoryChannelLayer(AetherLayer):
                 with self._lock:  # rare: the plain form reads better
                     self._abandon(channel, ch, waiter)
                 raise
-        return codec.decode(payload)
+        # memory_queue.taken, inline: this runs once per delivery.
+        shared = item[2]
+        return codec.decode(item[1]) if shared is None else shared.copy()
 
     async def new_channel(self, prefix: str = "specific") -> str:
         """A process-specific name that never repeats, even after `random.seed`."""
@@ -220,8 +209,10 @@ class InMemoryChannelLayer(AetherLayer):
                 members = {n: t for n, t in members.items() if n not in excluded}
             if not members:
                 return _NO_MEMBERS
+            # One decode for all members (each takes a copy), worth it from two.
+            shared = shareable(payload) if len(members) > 1 else None
             sent, errors, stale, session_calls = self._deliver(
-                members, (now + self.expiry, payload), now
+                members, (now + self.expiry, payload, shared), now
             )
             for name in stale:
                 self._expire_membership(group, name, now)
@@ -233,43 +224,13 @@ class InMemoryChannelLayer(AetherLayer):
         return result
 
     def _deliver(
-        self, members: dict[str, float], item: tuple[float, bytes], now: float
-    ) -> tuple[int, list[BaseException], list[str], list[Session]]:
-        """Queue one shared (deadline, payload) item on every live member (the hot
-        loop of group_send, kept flat). Returns what it could not do here: failures,
-        memberships to end, and members served by a session (which a connected
-        consumer keeps past `group_expiry`)."""
-        oldest = now - self.group_expiry
-        channels = self._channels
-        sessions = self.sessions if len(self.sessions) else None
-        running = running_loop()
-        sent = 0
-        errors: list[BaseException] = []
-        stale: list[str] = []
-        session_calls: list[Session] = []
-        for name, joined in members.items():
-            if sessions is not None and (session := sessions.get(name)) is not None:
-                session_calls.append(session)
-                continue
-            if joined < oldest:
-                stale.append(name)
-                continue
-            ch = channels[name]
-            messages = ch.messages
-            if messages is None:
-                messages = ch.messages = deque()
-            elif messages and messages[0][0] < now and self._drop_expired(ch, now):
-                stale.append(name)
-                errors.append(MemberUnreachable(name, _STOPPED_READING))
-                continue
-            if len(messages) >= ch.capacity:
-                errors.append(ChannelFull(name, ch.capacity))
-                continue
-            messages.append(item)
-            if ch.waiters:
-                wake_one(ch.waiters, running)
-            sent += 1
-        return sent, errors, stale, session_calls
+        self, members: dict[str, float], item: tuple[float, bytes, Any], now: float
+    ) -> tuple[int, list[BaseException], list[str], list[Any]]:
+        """memory_queue.deliver with this layer's tables and timing."""
+        timing = (self.expiry, self.group_expiry)
+        return deliver(
+            self._channels, self.sessions, members, item, now, timing, running_loop()
+        )
 
     async def unregister_session(self, session_id: str) -> None:
         await super().unregister_session(session_id)
@@ -318,13 +279,13 @@ class InMemoryChannelLayer(AetherLayer):
             event, own = diff
             payload = codec.encode(event)
             common = {n: t for n, t in members.items() if n not in own}
-            calls = self._deliver(common, (now + self.expiry, payload), now)[3]
+            calls = self._deliver(common, (now + self.expiry, payload, None), now)[3]
             starts = []
             for name, alone in own.items():
                 if alone["joins"] or alone["leaves"]:
                     mine = codec.encode(alone)
                     mine_calls = self._deliver(
-                        {name: now}, (now + self.expiry, mine), now
+                        {name: now}, (now + self.expiry, mine, None), now
                     )
                     starts += [(mine_calls[3], mine)]
         running = asyncio.get_running_loop()
@@ -349,7 +310,7 @@ class InMemoryChannelLayer(AetherLayer):
                         ch is not None
                         and ch.messages
                         and ch.messages[0][0] < now
-                        and self._drop_expired(ch, now)
+                        and drop_expired(ch, now, self.expiry)
                     ):
                         self._expire_membership(group, name, now)
 
@@ -429,7 +390,7 @@ class InMemoryChannelLayer(AetherLayer):
             self.require_valid_group_name(group)
         return members
 
-    def _lookup(self, name: str) -> _Channel | None:
+    def _lookup(self, name: str) -> Channel | None:
         """The channel's state, if it has any. Only a name never seen is checked
         against the rules: every name in the table passed them on its way in."""
         ch = self._channels.get(name) if type(name) is str else None
@@ -437,31 +398,20 @@ class InMemoryChannelLayer(AetherLayer):
             self.require_valid_channel_name(name)
         return ch
 
-    def _open(self, name: str) -> _Channel:
-        ch = _Channel(
+    def _open(self, name: str) -> Channel:
+        ch = Channel(
             self.get_capacity(name) if self.channel_capacity else self.capacity
         )
         self._channels[name] = ch
         return ch
 
-    def _drop_expired(self, ch: _Channel, now: float) -> bool:
-        """Remove messages past `expiry`; True when they expired because the
-        channel's reader stopped: none waits, and none asked for `expiry` seconds.
-        A channel never read yet keeps its groups (its consumer may not have
-        started), as does a live reader that is only slower than its senders."""
-        messages = ch.messages
-        while messages and messages[0][0] < now:
-            messages.popleft()
-        read_at = ch.read_at
-        return not ch.waiters and read_at is not None and now - read_at > self.expiry
-
     def _expire_membership(self, group: str, name: str, now: float) -> None:
         ch = self._channels.get(name)
-        if ch is not None and self._drop_expired(ch, now):
+        if ch is not None and drop_expired(ch, now, self.expiry):
             self._leave_all(name, ch)
         self._leave(group, name)
 
-    def _leave_all(self, name: str, ch: _Channel) -> None:
+    def _leave_all(self, name: str, ch: Channel) -> None:
         for group in list(ch.groups or ()):
             self._leave(group, name)
 
@@ -477,7 +427,7 @@ class InMemoryChannelLayer(AetherLayer):
             ch.groups.discard(group)
             self._close_if_idle(channel, ch)
 
-    def _abandon(self, name: str, ch: _Channel, waiter: asyncio.Future[None]) -> None:
+    def _abandon(self, name: str, ch: Channel, waiter: asyncio.Future[None]) -> None:
         """A receiver was cancelled: forget it, and pass on a wake-up it was given.
         It read until now (its waiter showed it), so its reading time is now."""
         ch.read_at = time.monotonic()
@@ -500,7 +450,7 @@ class InMemoryChannelLayer(AetherLayer):
                 if ch is not None:
                     self._close_if_idle(candidate, ch)
 
-    def _close_if_idle(self, name: str, ch: _Channel) -> None:
+    def _close_if_idle(self, name: str, ch: Channel) -> None:
         """Forget an idle channel, so a server's table holds only live channels."""
         if ch.messages or ch.waiters or ch.groups or self.sessions.get(name):
             return
