@@ -27,7 +27,7 @@ from . import codec
 from .base import AetherLayer
 from .memory_history import MemoryHistory, decoded, strip_position
 from .memory_presence import MemoryPresence
-from .memory_queue import Channel, deliver, drop_expired, shareable
+from .memory_queue import Channel, deliver, drop_expired, hand_over, shareable
 from .wakeup import running_loop, wake_one
 
 logger = logging.getLogger(__name__)
@@ -93,9 +93,13 @@ class InMemoryChannelLayer(AetherLayer):
                 stopped = drop_expired(ch, now, self.expiry)
             if len(messages) >= ch.capacity:
                 raise ChannelFull(channel, ch.capacity)
-            messages.append((now + self.expiry, payload, None))
-            if ch.waiters:
-                wake_one(ch.waiters, running_loop())
+            item = (now + self.expiry, payload, None)
+            if not hand_over(ch, item, running_loop(), now):
+                messages.append(item)
+                if ch.waiters:
+                    wake_one(ch.waiters, running_loop())
+            elif not (ch.waiters or ch.groups):
+                self._retire_later(channel)  # as its reader would have on taking it
             if stopped:
                 self._leave_all(channel, ch)
         finally:
@@ -129,11 +133,14 @@ class InMemoryChannelLayer(AetherLayer):
             finally:
                 self._lock.release()
             try:
-                await waiter
+                handed = await waiter
             except asyncio.CancelledError:
                 with self._lock:  # rare: the plain form reads better
                     self._abandon(channel, ch, waiter)
                 raise
+            if handed is not None:  # a sender on this loop gave it straight here
+                item = handed
+                break
         # memory_queue.taken, inline: this runs once per delivery.
         shared = item[2]
         return codec.decode(item[1]) if shared is None else shared.copy()
@@ -427,16 +434,34 @@ class InMemoryChannelLayer(AetherLayer):
             ch.groups.discard(group)
             self._close_if_idle(channel, ch)
 
-    def _abandon(self, name: str, ch: Channel, waiter: asyncio.Future[None]) -> None:
-        """A receiver was cancelled: forget it, and pass on a wake-up it was given.
-        It read until now (its waiter showed it), so its reading time is now."""
-        ch.read_at = time.monotonic()
+    def _abandon(self, name: str, ch: Channel, waiter: asyncio.Future[Any]) -> None:
+        """A receiver was cancelled: forget it, put back a message it was handed,
+        and pass on a wake-up it was given. It read until now (its waiter showed
+        it), so its reading time is now."""
+        ch.read_at = now = time.monotonic()
         waiters = ch.waiters or []
         if waiter in waiters:
             waiters.remove(waiter)
-        elif waiter.done() and not waiter.cancelled() and ch.messages and waiters:
-            wake_one(waiters, running_loop())
+        elif waiter.done() and not waiter.cancelled():
+            if (handed := waiter.result()) is not None:
+                ch = self._put_back(name, handed, now)
+            if ch.messages and ch.waiters:
+                wake_one(ch.waiters, running_loop())
         self._close_if_idle(name, ch)
+
+    def _put_back(
+        self, name: str, item: tuple[float, bytes, Any], now: float
+    ) -> Channel:
+        """Return a handed item, not yet taken, to the front of its channel: it is
+        older than anything queued since. The channel may have been forgotten
+        meanwhile (idle, with no reader waiting), hence the lookup."""
+        ch = self._channels.get(name) or self._open(name)
+        ch.read_at = now
+        if item[0] >= now:  # an expired one is dropped, as a reader would
+            if ch.messages is None:
+                ch.messages = deque()
+            ch.messages.appendleft(item)
+        return ch
 
     def _retire_later(self, name: str) -> None:
         """Note a channel that a reader just emptied. Most readers come straight back,

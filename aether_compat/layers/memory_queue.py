@@ -8,6 +8,12 @@ no one can change, as private as a fresh decode and several times cheaper. Any
 other message (a list, a nested dict) is decoded afresh for each receiver, so a
 receiver that mutates what it got never changes what another one gets.
 
+A receiver waiting on the sender's event loop, with nothing queued before it, is
+handed its item in its waiter's result: it returns without taking the lock again.
+Its `receive()` puts a handed item back at the front if it is cancelled before it
+runs, so no message is lost. A receiver on another loop is woken to take the item
+from the queue, as the shared `wakeup` helpers do.
+
 Everything here runs under the layer's lock (the caller holds it), except `taken`.
 """
 
@@ -36,7 +42,8 @@ class Channel:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.messages: deque[Item] | None = None
-        self.waiters: list[asyncio.Future[None]] | None = None
+        # Each waiter's result: its handed item, or None to look in `messages`.
+        self.waiters: list[asyncio.Future[Item | None]] | None = None
         self.groups: set[str] | None = None
         self.read_at: float | None = None
 
@@ -55,6 +62,22 @@ def taken(item: Item) -> dict[str, Any]:
     holds (called outside the lock: it needs none)."""
     shared = item[2]
     return codec.decode(item[1]) if shared is None else shared.copy()
+
+
+def hand_over(
+    ch: Channel, item: Item, running: asyncio.AbstractEventLoop | None, now: float
+) -> bool:
+    """Give `item` to the first waiting receiver if it waits on the running loop
+    and nothing is queued before it; False: the caller queues it instead."""
+    waiters = ch.waiters
+    if waiters and not ch.messages:
+        waiter = waiters[0]
+        if waiter.get_loop() is running and not waiter.done():
+            del waiters[0]
+            ch.read_at = now  # it reads: what it asked for is taken now
+            waiter.set_result(item)
+            return True
+    return False
 
 
 def drop_expired(ch: Channel, now: float, expiry: float) -> bool:
@@ -107,15 +130,18 @@ def deliver(
         if len(messages) >= ch.capacity:
             errors.append(ChannelFull(name, ch.capacity))
             continue
-        messages.append(item)
         sent += 1
         waiters = ch.waiters
-        if waiters:
-            # wake_one's common case inline: the first waiter, on this loop.
-            waiter = waiters[0]
-            if waiter.get_loop() is running and not waiter.done():
-                del waiters[0]
-                waiter.set_result(None)
-            else:
-                wake_one(waiters, running)
+        if not waiters:
+            messages.append(item)
+            continue
+        # hand_over, inline: this runs once per member.
+        waiter = waiters[0]
+        if not messages and waiter.get_loop() is running and not waiter.done():
+            del waiters[0]
+            ch.read_at = now
+            waiter.set_result(item)
+        else:
+            messages.append(item)
+            wake_one(waiters, running)
     return sent, errors, stale, session_calls
