@@ -11,7 +11,7 @@ from asgiref.sync import async_to_sync
 
 from aether_compat.layers import InMemoryChannelLayer, codec
 from aether_compat.layers import memory as memory_module
-from aether_compat.layers.memory import _IDLE_BATCH
+from aether_compat.layers.memory_channels import IDLE_BATCH
 from aether_compat.layers.memory_queue import shareable
 from tests.support.parking import until_parked
 
@@ -100,7 +100,7 @@ async def test_a_handed_message_survives_its_channel_being_forgotten():
     layer = InMemoryChannelLayer()
     (reader,) = await parked_readers(layer, ["c"])
     await layer.send("c", {"type": "x"})
-    for n in range(_IDLE_BATCH + 2):  # fills the idle batch: "c" is forgotten
+    for n in range(IDLE_BATCH + 2):  # fills the idle batch: "c" is forgotten
         await layer.send(f"once-{n}", {"type": "y"})
         await layer.receive(f"once-{n}")
     assert "c" not in layer._channels

@@ -1,12 +1,14 @@
 """InMemoryChannelLayer: queues, groups, expiry and presence for one process.
 
 Every operation touches only the channels it names (a group_send costs O(members)),
-messages are encoded once with msgpack (the Redis wire format) and decoded per
-receiver, and a cancelled `receive()` never takes a message with it. Any thread and
+messages are encoded once with msgpack (the Redis wire format) and each receiver
+gets a dict of its own (memory_queue.py says how a group_send shares one decode),
+and a cancelled `receive()` never takes a message with it. Any thread and
 loop may call it: the tables are changed under one lock, never held across an
 await. The hot paths are kept flat on purpose (bench/memory_bench.py measures
 them): a name already in the tables skips the rule check it passed on its way in,
-and a group_send queues one shared (deadline, payload) item on every member.
+and a group_send puts one shared item on every member: in the hands of a receiver
+parked on the sender's loop, else in its queue.
 """
 
 import asyncio
@@ -25,14 +27,21 @@ from ..presence import Presence, PresenceStats, check_meta
 from ..results import SendResult
 from . import codec
 from .base import AetherLayer
+from .memory_channels import ChannelTable
 from .memory_history import MemoryHistory, decoded, strip_position
 from .memory_presence import MemoryPresence
-from .memory_queue import Channel, deliver, drop_expired, hand_over, shareable
+from .memory_queue import (
+    Channel,
+    Item,
+    deliver,
+    drop_expired,
+    hand_over,
+    shareable,
+)
 from .wakeup import running_loop, wake_one
 
 logger = logging.getLogger(__name__)
 _NO_MEMBERS = SendResult()
-_IDLE_BATCH = 1024  # idle channels kept at most before they are forgotten
 
 
 class InMemoryChannelLayer(AetherLayer):
@@ -57,11 +66,11 @@ class InMemoryChannelLayer(AetherLayer):
         )
         # Hot paths call acquire()/release() themselves: `with` costs twice as much.
         self._lock = threading.Lock()
-        self._channels: dict[str, Channel] = {}
+        self._table = ChannelTable(self._capacity_of, self.sessions)
+        self._channels = self._table.channels
         self._groups: dict[str, dict[str, float]] = {}
         self._client = secrets.token_hex(6)
         self._counter = itertools.count(1)
-        self._maybe_idle: set[str] = set()
         # None when no group has options: a group_send then asks nothing more.
         self._history = MemoryHistory() if self.group_options else None
         self._presence = MemoryPresence(
@@ -84,7 +93,7 @@ class InMemoryChannelLayer(AetherLayer):
         now = time.monotonic()
         self._lock.acquire()
         try:
-            ch = self._channels.get(channel) or self._open(channel)
+            ch = self._channels.get(channel) or self._table.open(channel)
             messages = ch.messages
             if messages is None:
                 messages = ch.messages = deque()
@@ -94,12 +103,13 @@ class InMemoryChannelLayer(AetherLayer):
             if len(messages) >= ch.capacity:
                 raise ChannelFull(channel, ch.capacity)
             item = (now + self.expiry, payload, None)
-            if not hand_over(ch, item, running_loop(), now):
+            running = running_loop()
+            if not hand_over(ch, item, running, now):
                 messages.append(item)
                 if ch.waiters:
-                    wake_one(ch.waiters, running_loop())
+                    wake_one(ch.waiters, running)
             elif not (ch.waiters or ch.groups):
-                self._retire_later(channel)  # as its reader would have on taking it
+                self._table.retire_later(channel)  # as its reader would on taking it
             if stopped:
                 self._leave_all(channel, ch)
         finally:
@@ -113,7 +123,7 @@ class InMemoryChannelLayer(AetherLayer):
                 ch = self._channels.get(channel) if type(channel) is str else None
                 if ch is None:
                     self.require_valid_channel_name(channel)
-                    ch = self._open(channel)
+                    ch = self._table.open(channel)
                 messages = ch.messages
                 if messages:
                     # A reader that waits needs no time stamp: its waiter shows it.
@@ -123,7 +133,7 @@ class InMemoryChannelLayer(AetherLayer):
                     if messages:
                         item = messages.popleft()
                         if not (messages or ch.waiters or ch.groups):
-                            self._retire_later(channel)
+                            self._table.retire_later(channel)
                         break
                 waiter = asyncio.get_running_loop().create_future()
                 if ch.waiters is None:
@@ -136,12 +146,13 @@ class InMemoryChannelLayer(AetherLayer):
                 handed = await waiter
             except asyncio.CancelledError:
                 with self._lock:  # rare: the plain form reads better
-                    self._abandon(channel, ch, waiter)
+                    self._table.abandon(channel, ch, waiter)
                 raise
             if handed is not None:  # a sender on this loop gave it straight here
                 item = handed
                 break
-        # memory_queue.taken, inline: this runs once per delivery.
+        # Outside the lock; a copy of an all-immutable shared decode is as private
+        # as a decode of its own (memory_queue.shareable).
         shared = item[2]
         return codec.decode(item[1]) if shared is None else shared.copy()
 
@@ -164,7 +175,7 @@ class InMemoryChannelLayer(AetherLayer):
             members = self._groups.get(group)
             if members is None:
                 members = self._groups[group] = {}
-            ch = self._channels.get(channel) or self._open(channel)
+            ch = self._channels.get(channel) or self._table.open(channel)
             if ch.groups is None:
                 ch.groups = {group}
             else:
@@ -231,7 +242,7 @@ class InMemoryChannelLayer(AetherLayer):
         return result
 
     def _deliver(
-        self, members: dict[str, float], item: tuple[float, bytes, Any], now: float
+        self, members: dict[str, float], item: Item, now: float
     ) -> tuple[int, list[BaseException], list[str], list[Any]]:
         """memory_queue.deliver with this layer's tables and timing."""
         timing = (self.expiry, self.group_expiry)
@@ -244,7 +255,7 @@ class InMemoryChannelLayer(AetherLayer):
         with self._lock:
             ch = self._channels.get(session_id)
             if ch is not None:
-                self._close_if_idle(session_id, ch)
+                self._table.close_if_idle(session_id, ch)
 
     async def group_members(self, group: str) -> set[str]:
         """The channels in `group` now: members past `group_expiry` are left out,
@@ -372,16 +383,11 @@ class InMemoryChannelLayer(AetherLayer):
             self._forget_all()
 
     def _forget_all(self) -> None:
-        for ch in self._channels.values():
-            ch.messages = None
-            ch.groups = None
         self._groups = {}
-        self._maybe_idle = set()
         if self._history is not None:
             self._history.forget_all()
         self._presence.forget_all()
-        for name, ch in list(self._channels.items()):
-            self._close_if_idle(name, ch)
+        self._table.forget_messages()
 
     async def close(self) -> None:
         """Stop the presence clock (its thread); the layer holds no connections."""
@@ -405,12 +411,8 @@ class InMemoryChannelLayer(AetherLayer):
             self.require_valid_channel_name(name)
         return ch
 
-    def _open(self, name: str) -> Channel:
-        ch = Channel(
-            self.get_capacity(name) if self.channel_capacity else self.capacity
-        )
-        self._channels[name] = ch
-        return ch
+    def _capacity_of(self, name: str) -> int:
+        return self.get_capacity(name) if self.channel_capacity else self.capacity
 
     def _expire_membership(self, group: str, name: str, now: float) -> None:
         ch = self._channels.get(name)
@@ -432,52 +434,4 @@ class InMemoryChannelLayer(AetherLayer):
         ch = self._channels.get(channel)
         if ch is not None and ch.groups:
             ch.groups.discard(group)
-            self._close_if_idle(channel, ch)
-
-    def _abandon(self, name: str, ch: Channel, waiter: asyncio.Future[Any]) -> None:
-        """A receiver was cancelled: forget it, put back a message it was handed,
-        and pass on a wake-up it was given. It read until now (its waiter showed
-        it), so its reading time is now."""
-        ch.read_at = now = time.monotonic()
-        waiters = ch.waiters or []
-        if waiter in waiters:
-            waiters.remove(waiter)
-        elif waiter.done() and not waiter.cancelled():
-            if (handed := waiter.result()) is not None:
-                ch = self._put_back(name, handed, now)
-            if ch.messages and ch.waiters:
-                wake_one(ch.waiters, running_loop())
-        self._close_if_idle(name, ch)
-
-    def _put_back(
-        self, name: str, item: tuple[float, bytes, Any], now: float
-    ) -> Channel:
-        """Return a handed item, not yet taken, to the front of its channel: it is
-        older than anything queued since. The channel may have been forgotten
-        meanwhile (idle, with no reader waiting), hence the lookup."""
-        ch = self._channels.get(name) or self._open(name)
-        ch.read_at = now
-        if item[0] >= now:  # an expired one is dropped, as a reader would
-            if ch.messages is None:
-                ch.messages = deque()
-            ch.messages.appendleft(item)
-        return ch
-
-    def _retire_later(self, name: str) -> None:
-        """Note a channel that a reader just emptied. Most readers come straight back,
-        so idle channels are forgotten in batches rather than on every message."""
-        idle = self._maybe_idle
-        idle.add(name)
-        if len(idle) > _IDLE_BATCH:
-            self._maybe_idle = set()
-            for candidate in idle:
-                ch = self._channels.get(candidate)
-                if ch is not None:
-                    self._close_if_idle(candidate, ch)
-
-    def _close_if_idle(self, name: str, ch: Channel) -> None:
-        """Forget an idle channel, so a server's table holds only live channels."""
-        if ch.messages or ch.waiters or ch.groups or self.sessions.get(name):
-            return
-        if self._channels.get(name) is ch:
-            del self._channels[name]
+            self._table.close_if_idle(channel, ch)

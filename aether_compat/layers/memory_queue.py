@@ -14,7 +14,8 @@ Its `receive()` puts a handed item back at the front if it is cancelled before i
 runs, so no message is lost. A receiver on another loop is woken to take the item
 from the queue, as the shared `wakeup` helpers do.
 
-Everything here runs under the layer's lock (the caller holds it), except `taken`.
+Everything here runs under the layer's lock (the caller holds it). What a receiver
+gets from an item, `shared.copy()` or a decode, is in `receive()` itself.
 """
 
 import asyncio
@@ -55,13 +56,6 @@ def shareable(payload: bytes) -> dict[str, Any] | None:
     if all(map(_IMMUTABLE.__contains__, map(type, message.values()))):
         return message
     return None
-
-
-def taken(item: Item) -> dict[str, Any]:
-    """The message a receiver gets from `item`: always a dict no other receiver
-    holds (called outside the lock: it needs none)."""
-    shared = item[2]
-    return codec.decode(item[1]) if shared is None else shared.copy()
 
 
 def hand_over(
