@@ -103,13 +103,15 @@ class InMemoryChannelLayer(AetherLayer):
             if len(messages) >= ch.capacity:
                 raise ChannelFull(channel, ch.capacity)
             item = (now + self.expiry, payload, None)
-            running = running_loop()
-            if not hand_over(ch, item, running, now):
+            waiters = ch.waiters
+            if not waiters:  # no loop lookup then: it costs a system call
                 messages.append(item)
-                if ch.waiters:
-                    wake_one(ch.waiters, running)
-            elif not (ch.waiters or ch.groups):
-                self._table.retire_later(channel)  # as its reader would on taking it
+            elif hand_over(ch, item, running := running_loop(), now):
+                if not (ch.waiters or ch.groups):
+                    self._table.retire_later(channel)  # as its reader would
+            else:
+                messages.append(item)
+                wake_one(waiters, running)
             if stopped:
                 self._leave_all(channel, ch)
         finally:
