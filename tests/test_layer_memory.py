@@ -138,7 +138,7 @@ async def test_state_is_released_when_readers_leave():
 async def test_one_shot_channels_are_forgotten_in_batches():
     """Channels emptied by a reader that never comes back are kept at most a batch
     long, so their number stays bounded however many there are."""
-    from aether_compat.layers.memory import _IDLE_BATCH
+    from aether_compat.layers.memory_channels import IDLE_BATCH as _IDLE_BATCH
 
     layer = InMemoryChannelLayer()
     for n in range(3 * _IDLE_BATCH):

@@ -1,12 +1,14 @@
 """InMemoryChannelLayer: queues, groups, expiry and presence for one process.
 
 Every operation touches only the channels it names (a group_send costs O(members)),
-messages are encoded once with msgpack (the Redis wire format) and decoded per
-receiver, and a cancelled `receive()` never takes a message with it. Any thread and
+messages are encoded once with msgpack (the Redis wire format) and each receiver
+gets a dict of its own (memory_queue.py says how a group_send shares one decode),
+and a cancelled `receive()` never takes a message with it. Any thread and
 loop may call it: the tables are changed under one lock, never held across an
 await. The hot paths are kept flat on purpose (bench/memory_bench.py measures
 them): a name already in the tables skips the rule check it passed on its way in,
-and a group_send queues one shared (deadline, payload) item on every member.
+and a group_send puts one shared item on every member: in the hands of a receiver
+parked on the sender's loop, else in its queue.
 """
 
 import asyncio
@@ -19,35 +21,27 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import ChannelFull, MemberUnreachable
+from ..errors import ChannelFull
 from ..history import History, check_limit, check_since
 from ..presence import Presence, PresenceStats, check_meta
 from ..results import SendResult
-from ..sessions import Session
 from . import codec
 from .base import AetherLayer
+from .memory_channels import ChannelTable
 from .memory_history import MemoryHistory, decoded, strip_position
 from .memory_presence import MemoryPresence
+from .memory_queue import (
+    Channel,
+    Item,
+    deliver,
+    drop_expired,
+    hand_over,
+    shareable,
+)
 from .wakeup import running_loop, wake_one
 
 logger = logging.getLogger(__name__)
 _NO_MEMBERS = SendResult()
-_IDLE_BATCH = 1024  # idle channels kept at most before they are forgotten
-_STOPPED_READING = "its reader stopped reading: it left its groups"
-
-
-class _Channel:
-    """One channel's undelivered messages, its waiting receivers, its groups, and
-    when a reader last asked for a message (None: never yet)."""
-
-    __slots__ = ("capacity", "groups", "messages", "read_at", "waiters")
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.messages: deque[tuple[float, bytes]] | None = None
-        self.waiters: list[asyncio.Future[None]] | None = None
-        self.groups: set[str] | None = None
-        self.read_at: float | None = None
 
 
 class InMemoryChannelLayer(AetherLayer):
@@ -72,11 +66,11 @@ class InMemoryChannelLayer(AetherLayer):
         )
         # Hot paths call acquire()/release() themselves: `with` costs twice as much.
         self._lock = threading.Lock()
-        self._channels: dict[str, _Channel] = {}
+        self._table = ChannelTable(self._capacity_of, self.sessions)
+        self._channels = self._table.channels
         self._groups: dict[str, dict[str, float]] = {}
         self._client = secrets.token_hex(6)
         self._counter = itertools.count(1)
-        self._maybe_idle: set[str] = set()
         # None when no group has options: a group_send then asks nothing more.
         self._history = MemoryHistory() if self.group_options else None
         self._presence = MemoryPresence(
@@ -99,16 +93,25 @@ class InMemoryChannelLayer(AetherLayer):
         now = time.monotonic()
         self._lock.acquire()
         try:
-            ch = self._channels.get(channel) or self._open(channel)
+            ch = self._channels.get(channel) or self._table.open(channel)
             messages = ch.messages
             if messages is None:
                 messages = ch.messages = deque()
-            stopped = len(messages) >= ch.capacity and self._drop_expired(ch, now)
+            stopped = False
+            if len(messages) >= ch.capacity:
+                stopped = drop_expired(ch, now, self.expiry)
             if len(messages) >= ch.capacity:
                 raise ChannelFull(channel, ch.capacity)
-            messages.append((now + self.expiry, payload))
-            if ch.waiters:
-                wake_one(ch.waiters, running_loop())
+            item = (now + self.expiry, payload, None)
+            waiters = ch.waiters
+            if not waiters:  # no loop lookup then: it costs a system call
+                messages.append(item)
+            elif hand_over(ch, item, running := running_loop(), now):
+                if not (ch.waiters or ch.groups):
+                    self._table.retire_later(channel)  # as its reader would
+            else:
+                messages.append(item)
+                wake_one(waiters, running)
             if stopped:
                 self._leave_all(channel, ch)
         finally:
@@ -122,17 +125,17 @@ class InMemoryChannelLayer(AetherLayer):
                 ch = self._channels.get(channel) if type(channel) is str else None
                 if ch is None:
                     self.require_valid_channel_name(channel)
-                    ch = self._open(channel)
+                    ch = self._table.open(channel)
                 messages = ch.messages
                 if messages:
                     # A reader that waits needs no time stamp: its waiter shows it.
                     ch.read_at = now = time.monotonic()
                     if messages[0][0] < now:
-                        self._drop_expired(ch, now)
+                        drop_expired(ch, now, self.expiry)
                     if messages:
-                        payload = messages.popleft()[1]
+                        item = messages.popleft()
                         if not (messages or ch.waiters or ch.groups):
-                            self._retire_later(channel)
+                            self._table.retire_later(channel)
                         break
                 waiter = asyncio.get_running_loop().create_future()
                 if ch.waiters is None:
@@ -142,12 +145,18 @@ class InMemoryChannelLayer(AetherLayer):
             finally:
                 self._lock.release()
             try:
-                await waiter
+                handed = await waiter
             except asyncio.CancelledError:
                 with self._lock:  # rare: the plain form reads better
-                    self._abandon(channel, ch, waiter)
+                    self._table.abandon(channel, ch, waiter)
                 raise
-        return codec.decode(payload)
+            if handed is not None:  # a sender on this loop gave it straight here
+                item = handed
+                break
+        # Outside the lock; a copy of an all-immutable shared decode is as private
+        # as a decode of its own (memory_queue.shareable).
+        shared = item[2]
+        return codec.decode(item[1]) if shared is None else shared.copy()
 
     async def new_channel(self, prefix: str = "specific") -> str:
         """A process-specific name that never repeats, even after `random.seed`."""
@@ -168,7 +177,7 @@ class InMemoryChannelLayer(AetherLayer):
             members = self._groups.get(group)
             if members is None:
                 members = self._groups[group] = {}
-            ch = self._channels.get(channel) or self._open(channel)
+            ch = self._channels.get(channel) or self._table.open(channel)
             if ch.groups is None:
                 ch.groups = {group}
             else:
@@ -220,8 +229,10 @@ class InMemoryChannelLayer(AetherLayer):
                 members = {n: t for n, t in members.items() if n not in excluded}
             if not members:
                 return _NO_MEMBERS
+            # One decode for all members (each takes a copy), worth it from two.
+            shared = shareable(payload) if len(members) > 1 else None
             sent, errors, stale, session_calls = self._deliver(
-                members, (now + self.expiry, payload), now
+                members, (now + self.expiry, payload, shared), now
             )
             for name in stale:
                 self._expire_membership(group, name, now)
@@ -233,50 +244,20 @@ class InMemoryChannelLayer(AetherLayer):
         return result
 
     def _deliver(
-        self, members: dict[str, float], item: tuple[float, bytes], now: float
-    ) -> tuple[int, list[BaseException], list[str], list[Session]]:
-        """Queue one shared (deadline, payload) item on every live member (the hot
-        loop of group_send, kept flat). Returns what it could not do here: failures,
-        memberships to end, and members served by a session (which a connected
-        consumer keeps past `group_expiry`)."""
-        oldest = now - self.group_expiry
-        channels = self._channels
-        sessions = self.sessions if len(self.sessions) else None
-        running = running_loop()
-        sent = 0
-        errors: list[BaseException] = []
-        stale: list[str] = []
-        session_calls: list[Session] = []
-        for name, joined in members.items():
-            if sessions is not None and (session := sessions.get(name)) is not None:
-                session_calls.append(session)
-                continue
-            if joined < oldest:
-                stale.append(name)
-                continue
-            ch = channels[name]
-            messages = ch.messages
-            if messages is None:
-                messages = ch.messages = deque()
-            elif messages and messages[0][0] < now and self._drop_expired(ch, now):
-                stale.append(name)
-                errors.append(MemberUnreachable(name, _STOPPED_READING))
-                continue
-            if len(messages) >= ch.capacity:
-                errors.append(ChannelFull(name, ch.capacity))
-                continue
-            messages.append(item)
-            if ch.waiters:
-                wake_one(ch.waiters, running)
-            sent += 1
-        return sent, errors, stale, session_calls
+        self, members: dict[str, float], item: Item, now: float
+    ) -> tuple[int, list[BaseException], list[str], list[Any]]:
+        """memory_queue.deliver with this layer's tables and timing."""
+        timing = (self.expiry, self.group_expiry)
+        return deliver(
+            self._channels, self.sessions, members, item, now, timing, running_loop()
+        )
 
     async def unregister_session(self, session_id: str) -> None:
         await super().unregister_session(session_id)
         with self._lock:
             ch = self._channels.get(session_id)
             if ch is not None:
-                self._close_if_idle(session_id, ch)
+                self._table.close_if_idle(session_id, ch)
 
     async def group_members(self, group: str) -> set[str]:
         """The channels in `group` now: members past `group_expiry` are left out,
@@ -318,13 +299,13 @@ class InMemoryChannelLayer(AetherLayer):
             event, own = diff
             payload = codec.encode(event)
             common = {n: t for n, t in members.items() if n not in own}
-            calls = self._deliver(common, (now + self.expiry, payload), now)[3]
+            calls = self._deliver(common, (now + self.expiry, payload, None), now)[3]
             starts = []
             for name, alone in own.items():
                 if alone["joins"] or alone["leaves"]:
                     mine = codec.encode(alone)
                     mine_calls = self._deliver(
-                        {name: now}, (now + self.expiry, mine), now
+                        {name: now}, (now + self.expiry, mine, None), now
                     )
                     starts += [(mine_calls[3], mine)]
         running = asyncio.get_running_loop()
@@ -349,7 +330,7 @@ class InMemoryChannelLayer(AetherLayer):
                         ch is not None
                         and ch.messages
                         and ch.messages[0][0] < now
-                        and self._drop_expired(ch, now)
+                        and drop_expired(ch, now, self.expiry)
                     ):
                         self._expire_membership(group, name, now)
 
@@ -404,16 +385,11 @@ class InMemoryChannelLayer(AetherLayer):
             self._forget_all()
 
     def _forget_all(self) -> None:
-        for ch in self._channels.values():
-            ch.messages = None
-            ch.groups = None
         self._groups = {}
-        self._maybe_idle = set()
         if self._history is not None:
             self._history.forget_all()
         self._presence.forget_all()
-        for name, ch in list(self._channels.items()):
-            self._close_if_idle(name, ch)
+        self._table.forget_messages()
 
     async def close(self) -> None:
         """Stop the presence clock (its thread); the layer holds no connections."""
@@ -429,7 +405,7 @@ class InMemoryChannelLayer(AetherLayer):
             self.require_valid_group_name(group)
         return members
 
-    def _lookup(self, name: str) -> _Channel | None:
+    def _lookup(self, name: str) -> Channel | None:
         """The channel's state, if it has any. Only a name never seen is checked
         against the rules: every name in the table passed them on its way in."""
         ch = self._channels.get(name) if type(name) is str else None
@@ -437,31 +413,16 @@ class InMemoryChannelLayer(AetherLayer):
             self.require_valid_channel_name(name)
         return ch
 
-    def _open(self, name: str) -> _Channel:
-        ch = _Channel(
-            self.get_capacity(name) if self.channel_capacity else self.capacity
-        )
-        self._channels[name] = ch
-        return ch
-
-    def _drop_expired(self, ch: _Channel, now: float) -> bool:
-        """Remove messages past `expiry`; True when they expired because the
-        channel's reader stopped: none waits, and none asked for `expiry` seconds.
-        A channel never read yet keeps its groups (its consumer may not have
-        started), as does a live reader that is only slower than its senders."""
-        messages = ch.messages
-        while messages and messages[0][0] < now:
-            messages.popleft()
-        read_at = ch.read_at
-        return not ch.waiters and read_at is not None and now - read_at > self.expiry
+    def _capacity_of(self, name: str) -> int:
+        return self.get_capacity(name) if self.channel_capacity else self.capacity
 
     def _expire_membership(self, group: str, name: str, now: float) -> None:
         ch = self._channels.get(name)
-        if ch is not None and self._drop_expired(ch, now):
+        if ch is not None and drop_expired(ch, now, self.expiry):
             self._leave_all(name, ch)
         self._leave(group, name)
 
-    def _leave_all(self, name: str, ch: _Channel) -> None:
+    def _leave_all(self, name: str, ch: Channel) -> None:
         for group in list(ch.groups or ()):
             self._leave(group, name)
 
@@ -475,34 +436,4 @@ class InMemoryChannelLayer(AetherLayer):
         ch = self._channels.get(channel)
         if ch is not None and ch.groups:
             ch.groups.discard(group)
-            self._close_if_idle(channel, ch)
-
-    def _abandon(self, name: str, ch: _Channel, waiter: asyncio.Future[None]) -> None:
-        """A receiver was cancelled: forget it, and pass on a wake-up it was given.
-        It read until now (its waiter showed it), so its reading time is now."""
-        ch.read_at = time.monotonic()
-        waiters = ch.waiters or []
-        if waiter in waiters:
-            waiters.remove(waiter)
-        elif waiter.done() and not waiter.cancelled() and ch.messages and waiters:
-            wake_one(waiters, running_loop())
-        self._close_if_idle(name, ch)
-
-    def _retire_later(self, name: str) -> None:
-        """Note a channel that a reader just emptied. Most readers come straight back,
-        so idle channels are forgotten in batches rather than on every message."""
-        idle = self._maybe_idle
-        idle.add(name)
-        if len(idle) > _IDLE_BATCH:
-            self._maybe_idle = set()
-            for candidate in idle:
-                ch = self._channels.get(candidate)
-                if ch is not None:
-                    self._close_if_idle(candidate, ch)
-
-    def _close_if_idle(self, name: str, ch: _Channel) -> None:
-        """Forget an idle channel, so a server's table holds only live channels."""
-        if ch.messages or ch.waiters or ch.groups or self.sessions.get(name):
-            return
-        if self._channels.get(name) is ch:
-            del self._channels[name]
+            self._table.close_if_idle(channel, ch)
