@@ -39,6 +39,7 @@ from .limits import (
     CLOSE_REVOKED,
     Limits,
     RateLimiter,
+    limits_for,
 )
 from .messages import ChannelMessage
 from .outbound import OutboundLimit
@@ -124,7 +125,7 @@ class AetherConsumer(SocketDelivery):
         return get_group_policy()
 
     def get_limits(self) -> Limits:
-        return Limits.from_mapping(getattr(settings, "AETHER_WEBSOCKET_LIMITS", None))
+        return limits_for(getattr(settings, "AETHER_WEBSOCKET_LIMITS", None))
 
     @property
     def user(self) -> Any:

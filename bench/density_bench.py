@@ -153,7 +153,7 @@ def run_sample(name: str, args: argparse.Namespace, db: Path) -> dict[str, float
         tasks = settle(server.port, args.settle)
         after = vm_rss_bytes(pid)
         if args.trace:
-            print(control(server.port, "trace", "diff=45"), flush=True)
+            print(control(server.port, "trace", f"diff={args.trace_top}"), flush=True)
         reach_ms, reached = (
             asyncio.run(_broadcast(server.port, prefix, framing, workers))
             if framing is not None
@@ -218,6 +218,7 @@ def main() -> None:
     parser.add_argument("--only", choices=list(CONTESTANTS), nargs="+")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--trace", action="store_true")
+    parser.add_argument("--trace-top", type=int, default=45, help="lines --trace shows")
     args = parser.parse_args()
     raise_fd_limit(args.connections, args.workers)
     samples = Samples()
