@@ -3,7 +3,7 @@
 thousands of sockets cheaply. A worker process takes commands on a pipe:
 
     ("connect", port, paths, subprotocol) -> ("connected", opened, failures)
-    ("arm", token)                        -> ("reached", count, last_receipt_ns)
+    ("arm", token)          -> ("armed",), then ("reached", count, last_ns, expected)
     ("close",)                            -> ("closed",)
 """
 
@@ -157,7 +157,7 @@ async def serve(pipe: Connection) -> None:
             pipe.send(("armed",))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(room.all_reached.wait(), REACH_TIMEOUT)
-            pipe.send(("reached", room.count, room.last_ns))
+            pipe.send(("reached", room.count, room.last_ns, room.expected))
         elif command[0] == "close":
             for client in clients:
                 if client.transport is not None:
