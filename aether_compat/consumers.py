@@ -27,6 +27,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from . import resume
 from .authority import RightsWatch, control_groups, expire
+from .consumer_loop import Inbox, dispatch_loop
 from .delivery import CLOSED, CONNECTING, OPEN, SocketDelivery
 from .errors import CommandRejected
 from .facade import Channels, ChannelsFacade
@@ -38,6 +39,7 @@ from .limits import (
     CLOSE_REVOKED,
     Limits,
     RateLimiter,
+    limits_for,
 )
 from .messages import ChannelMessage
 from .outbound import OutboundLimit
@@ -92,12 +94,20 @@ class AetherConsumer(SocketDelivery):
         self.connected_at = int(time.time() * 1000)
         self._presence = PresenceFrames(self.write_text_now)
         channel_receive = await self._attach_channel(send)
+        if self._session:
+            # One task reads the socket; layer events wake it through the inbox.
+            running = dispatch_loop(receive, self._take_inbox(), self.dispatch)
+        else:
+            running = await_many_dispatch([receive, channel_receive], self.dispatch)
+        del channel_receive  # for a session: the replaced queue's `get`
         try:
-            await await_many_dispatch([receive, channel_receive], self.dispatch)
+            await running
         except StopConsumer:
             pass
         finally:
             self.state = CLOSED
+            if self._heartbeat is not None:
+                self._heartbeat.stop()
             self._cancel_tasks()
             self._presence.close()
             try:
@@ -115,7 +125,7 @@ class AetherConsumer(SocketDelivery):
         return get_group_policy()
 
     def get_limits(self) -> Limits:
-        return Limits.from_mapping(getattr(settings, "AETHER_WEBSOCKET_LIMITS", None))
+        return limits_for(getattr(settings, "AETHER_WEBSOCKET_LIMITS", None))
 
     @property
     def user(self) -> Any:
@@ -339,18 +349,31 @@ class AetherConsumer(SocketDelivery):
             await self._leave_all()
             await super().shut(code)
 
+    def _take_inbox(self) -> Inbox:
+        """Swap the queue `_attach_channel` made for an `Inbox` (no deque while
+        empty), keeping whatever already came, so one task dispatches both."""
+        queue, inbox = self._inbox, Inbox(self._inbox.maxsize)
+        while not queue.empty():
+            inbox.put_nowait(queue.get_nowait())
+        self._inbox = inbox  # type: ignore[assignment]  # same put_nowait/maxsize
+        return inbox
+
     def _start_heartbeat(self) -> None:
         self._heartbeat = Heartbeat(
             self.limits.heartbeat_interval,
             self.limits.heartbeat_timeout,
             self._send_ping,
-            self.shut,
+            self._shut_soon,
         )
-        self.start_task(self._heartbeat.run())
+        self._heartbeat.start()
 
-    async def _send_ping(self) -> None:
+    def _send_ping(self) -> None:
         if self.state == OPEN:
-            await self.send(text_data=self.dialect.ping())
+            self.write_text_now(self.dialect.ping())
+
+    def _shut_soon(self, code: int) -> None:
+        if self.state == OPEN:
+            self.start_task(self.shut(code))
 
     async def aether_disconnect(self, event: dict[str, Any]) -> None:
         """`Channels.disconnect*()` reached this connection: leave, then close."""

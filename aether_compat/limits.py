@@ -107,6 +107,21 @@ class Limits:
         return replace(cls(), **overrides)
 
 
+_shared: list[tuple[dict[str, Any], Limits]] = []
+
+
+def limits_for(overrides: Mapping[str, Any] | None) -> Limits:
+    """`Limits.from_mapping(overrides)`, one instance shared by every connection
+    while the settings stay equal (limits are frozen): ten thousand connections
+    hold one `Limits`, not ten thousand copies."""
+    current = dict(overrides or {})
+    if _shared and _shared[0][0] == current:
+        return _shared[0][1]
+    limits = Limits.from_mapping(current)
+    _shared[:] = [(current, limits)]
+    return limits
+
+
 Verdict = Literal["ok", "limited", "flood"]
 
 

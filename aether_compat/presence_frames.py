@@ -46,6 +46,9 @@ class _Change:
 
 
 class _View:
+    """What the client was shown of one group. Made when the group's first
+    presence event comes: a group without presence events costs no view."""
+
     __slots__ = (
         "changes",
         "early",
@@ -68,6 +71,10 @@ class _View:
         self.sent_at = -DIFF_WINDOW
 
 
+_EXPECTING = object()
+"""In `_views`: the connection joined the group, no presence event came yet."""
+
+
 class PresenceFrames:
     """The presence views of one connection's groups; `write` puts a text frame on
     the connection's ordered path."""
@@ -76,18 +83,19 @@ class PresenceFrames:
 
     def __init__(self, write: Callable[[str], None]) -> None:
         self._write = write
-        # None: the connection left the group (a state still on its way is dropped).
-        self._views: dict[str, _View | None] = {}
+        # None: the connection left the group (a state still on its way is
+        # dropped); _EXPECTING: joined, its view is made by its first event.
+        self._views: dict[str, _View | object | None] = {}
 
     def expect(self, group: str) -> None:
-        """The connection is joining `group`: a state is due; earlier views go."""
+        """The connection is joining `group`: a state may come; earlier views go."""
         self.forget(group)
-        self._views[group] = _View()
+        self._views[group] = _EXPECTING
 
     def forget(self, group: str) -> None:
         """The connection left `group`: nothing more is written for it."""
         view = self._views.get(group)
-        if view is not None and view.handle is not None:
+        if isinstance(view, _View) and view.handle is not None:
             view.handle.cancel()
         self._views[group] = None
 
@@ -103,7 +111,7 @@ class PresenceFrames:
         if not isinstance(group, str) or self._views.get(group, _NEW) is None:
             return
         view = self._views.get(group)
-        if view is None:
+        if not isinstance(view, _View):
             view = self._views[group] = _View()
         if view.handle is not None:
             view.handle.cancel()
@@ -128,6 +136,8 @@ class PresenceFrames:
         view = self._views.get(group)  # type: ignore[arg-type]
         if view is None:
             return
+        if view is _EXPECTING:
+            view = self._views[group] = _View()  # type: ignore[index]
         if not view.ready:
             if len(view.early) < _MAX_EARLY:
                 view.early.append(event)
