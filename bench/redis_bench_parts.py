@@ -168,7 +168,7 @@ async def command_counts(kind: str, server: Any) -> dict[str, float]:
         for member in members:
             await owner.group_add("room", member)
         if kind == "ours":  # its pump would take the messages as they come
-            await owner.close()
+            await _pause_pump(owner)
         await asyncio.sleep(0.3)
         result = {}
         raw.config_resetstat()
@@ -180,7 +180,7 @@ async def command_counts(kind: str, server: Any) -> dict[str, float]:
             await owner.receive(channel)
         result["receive"] = _calls(raw) / count
         if kind == "ours":
-            await owner.close()
+            await _pause_pump(owner)
             await asyncio.sleep(0.3)
         raw.config_resetstat()
         for _ in range(20):
@@ -191,6 +191,12 @@ async def command_counts(kind: str, server: Any) -> dict[str, float]:
         raw.close()
         await close_layer(kind, owner)
         await close_layer(kind, sender)
+
+
+async def _pause_pump(layer: Any) -> None:
+    """Stop our layer's pump (its next receive starts it again) while its process
+    stays alive in Redis: `close()` would take it out, and sends would fail."""
+    await layer._inbox.stop(asyncio.get_running_loop())
 
 
 def _calls(raw: Any) -> int:
