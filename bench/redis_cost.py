@@ -13,8 +13,8 @@ the same message. Medians of the repeats.
 """
 
 import argparse
-import importlib
 import asyncio
+import importlib
 import statistics
 import sys
 import tempfile

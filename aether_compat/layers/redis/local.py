@@ -24,18 +24,16 @@ import heapq
 import itertools
 import threading
 from collections import deque
-from typing import Optional
 
 from ..wakeup import running_loop, wake_one
 
 _READERS_KEPT = 100_000  # read times remembered at most (a forgotten one: "never")
 
 
-
 class OpenItem:
     """The readers an open item was handed to that have not taken it yet."""
 
-    __slots__ = ("key", "waiting", "settled")
+    __slots__ = ("key", "settled", "waiting")
 
     def __init__(self, item_id: str) -> None:
         self.key = "*" + item_id  # how the acks name it
@@ -46,7 +44,7 @@ class OpenItem:
 # (deadline ms, payload, token or None, open item or None): one stored message of
 # one channel. A buffered entry is always counted in Redis: its token is acked
 # when it is taken or dropped (None: nothing to ack, a gap filled from history).
-Item = tuple[int, bytes, Optional[str], Optional[OpenItem]]
+Item = tuple[int, bytes, str | None, OpenItem | None]
 
 
 class LocalChannels:
@@ -237,7 +235,8 @@ class LocalChannels:
         """Whether senders may find `name` full until its next message's ack lands:
         what it buffers, plus acks not yet sent, reaches its capacity."""
         buffer = self._buffers.get(name)
-        return bool(buffer) and len(buffer) + max(0, self.acks.get(token, 0)) >= capacity
+        owed = max(0, self.acks.get(token, 0))  # a raised count is not owed
+        return bool(buffer) and len(buffer) + owed >= capacity
 
     def clear(self) -> None:
         """Forget every buffered message (flush); their counts went with the keys."""
