@@ -22,11 +22,15 @@ PACED_RATE = 10  # broadcasts per second in the latency test
 PARKED = 1000
 
 
-def make_layer(kind: str, url: str, prefix: str) -> Any:
-    """A layer of `kind` on `url` under `prefix`, each with its default settings;
-    core gets socket_timeout=None, without which its idle receive raises."""
+HISTORY = {"history_size": 100, "history_ttl": 300}  # the history variant's group
+
+
+def make_layer(kind: str, url: str, prefix: str, **config: Any) -> Any:
+    """A layer of `kind` on `url` under `prefix`, each with its default settings
+    (`config` adds ours'); core gets socket_timeout=None, without which its idle
+    receive raises."""
     if kind == "ours":
-        return OurLayer(hosts=[url], prefix=prefix)
+        return OurLayer(hosts=[url], prefix=prefix, **config)
     if kind == "core":
         return CoreLayer(
             hosts=[{"address": url, "socket_timeout": None}], prefix=prefix

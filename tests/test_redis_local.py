@@ -353,3 +353,9 @@ def test_an_open_item_without_readers_settles_at_once():
     local = LocalChannels()
     local.put(LATER, [], b"x", opened=OpenItem("3"))  # all went to sessions
     assert local.drain_acks() == {"*3": 1}
+
+
+def test_count_open_raises_every_token_and_settles_the_item():
+    local = LocalChannels()
+    local.count_open(["ta", "tb"], "5")
+    assert local.drain_acks() == {"ta": -1, "tb": -1, "*5": 1}

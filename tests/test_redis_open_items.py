@@ -68,11 +68,18 @@ async def test_members_that_read_leave_no_count_and_no_open_item(make_redis):
         raw.close()
 
 
-async def test_a_member_that_does_not_read_fills_to_its_capacity_exactly(make_redis):
+HISTORY = {"room": {"history_size": 50, "history_ttl": 60}}
+
+
+@pytest.mark.parametrize("options", [{}, HISTORY], ids=["plain", "history"])
+async def test_a_member_that_does_not_read_fills_to_its_capacity_exactly(
+    make_redis, options
+):
     """One member reads every message, one never does: each group message reaches
     both until the idle one holds `capacity`, then only the reader, whichever way
-    Redis stored them (open or counted)."""
-    sender, owner = make_redis(capacity=5), make_redis(capacity=5)
+    Redis stored them (open or counted), with or without history."""
+    sender = make_redis(capacity=5, group_options=options)
+    owner = make_redis(capacity=5, group_options=options)
     reader, idle = await owner.new_channel(), await owner.new_channel()
     await owner.group_add("room", reader)
     await owner.group_add("room", idle)
@@ -82,14 +89,14 @@ async def test_a_member_that_does_not_read_fills_to_its_capacity_exactly(make_re
         await until_parked(owner, reader)
         result = await sender.group_send("room", {"type": "m", "n": index})
         sent.append(result.sent_count)
-        assert await asyncio.wait_for(task, 5) == {"type": "m", "n": index}
+        assert (await asyncio.wait_for(task, 5))["n"] == index
         if result.failed_count:
             assert isinstance(result.errors[0], ChannelFull)
             assert result.errors[0].channel == idle
     assert sent == [2] * 5 + [1] * 7
     for index in range(5):  # the idle member kept the first five, in order
         message = await asyncio.wait_for(owner.receive(idle), 5)
-        assert message == {"type": "m", "n": index}
+        assert message["n"] == index
 
 
 async def test_back_to_back_broadcasts_to_a_capacity_one_member(make_redis):
@@ -108,10 +115,12 @@ async def test_back_to_back_broadcasts_to_a_capacity_one_member(make_redis):
         await asyncio.wait_for(asyncio.gather(*readers), 5)
 
 
-async def test_a_burst_to_readers_that_lag_keeps_every_count_exact(make_redis):
+@pytest.mark.parametrize("options", [{}, HISTORY], ids=["plain", "history"])
+async def test_a_burst_to_readers_that_lag_keeps_every_count_exact(make_redis, options):
     """Many broadcasts before anyone reads: every member ends with exactly
     `capacity` messages and the rest are counted failures."""
-    sender, owner = make_redis(capacity=7), make_redis(capacity=7)
+    sender = make_redis(capacity=7, group_options=options)
+    owner = make_redis(capacity=7, group_options=options)
     members = [await owner.new_channel() for _ in range(50)]
     for name in members:
         await owner.group_add("room", name)

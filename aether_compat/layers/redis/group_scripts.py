@@ -29,9 +29,8 @@ local function deliver_proc(base, group, cutoff, cap, usecaps, head, payload,
   end
   if redis.call('EXISTS', base .. 'l') == 0 then return 0, 'g', tokens, '' end
   local full = {}
-  local history = string.find(head, '\\n#', 1, true) ~= nil  -- keeps its counts
   local sent, stored = push_proc(base, tokens, cap, usecaps, head, payload, ttl,
-                                 cttl, full, not history)
+                                 cttl, full, true)
   return sent, 'f', full, stored
 end
 """

@@ -72,6 +72,8 @@ class Handoff:
                 opened = None if open_id is None else OpenItem(open_id)
                 started = self.hand(deadline, tokens, payload, True, opened)
             else:  # a history group's message: offset order (sequencer.py)
+                if open_id is not None:  # it may be held: count it per member now
+                    self.local.count_open(tokens, open_id)
                 payload = with_position(payload, stamp.epoch, stamp.offset)
                 started = self.sequencer.arrive(stamp, tokens, payload, deadline)
             if started is not None:

@@ -177,6 +177,17 @@ class LocalChannels:
                 opened.waiting.clear()
                 self._settle(opened)
 
+    def count_open(self, tokens: list[str], item_id: str) -> None:
+        """Settle an open item at once, raising the count of each of its tokens
+        (their takes, drops and acks then go as for any counted message)."""
+        self._lock.acquire()
+        try:
+            for token in tokens:
+                self._ack(token, -1)
+            self._ack("*" + item_id, 1)
+        finally:
+            self._lock.release()
+
     def settled_open(self, item_id: str) -> None:
         """An open item none of whose tokens reached a reader (it had expired)."""
         self.ack("*" + item_id)

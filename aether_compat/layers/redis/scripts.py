@@ -109,8 +109,8 @@ end
 
 -- One stored item for every token of a process box that has room; full tokens are
 -- appended to `full`. Returns how many tokens the item was stored for, and them.
--- With `fast` (a group message without history) it is stored open when no token
--- can be full; else every token's count is checked and raised.
+-- With `fast` (a group message) it is stored open when no token can be full;
+-- else every token's count is checked and raised.
 local function push_proc(base, tokens, cap, usecaps, head, payload, ttl, cttl, full,
                          fast)
   local counts, open_key = base .. 'n', base .. 'o'
