@@ -163,7 +163,12 @@ class Inbox:
                 if payload is not None:
                     return payload
             if self._running_on is asyncio.get_running_loop():
-                item = await local.wait(channel)
+                waiter = local.park(channel)
+                try:
+                    item = await waiter
+                except asyncio.CancelledError:
+                    local.unpark(channel, waiter)
+                    raise
             else:
                 item = await self.wait(channel)
             if item is None:

@@ -259,6 +259,16 @@ class LocalChannels:
     async def wait(self, name: str) -> Item | None:
         """Wait until a message for `name` is handed over (returned: ack it with
         `taken()`), may be in the buffer, or the pump stopped (None)."""
+        waiter = self.park(name)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            self.unpark(name, waiter)
+            raise
+
+    def park(self, name: str) -> "asyncio.Future[Item | None]":
+        """A future that `wait()` awaits (callers on a hot path await it
+        themselves, one coroutine less); a cancelled one must be `unpark`ed."""
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         self._lock.acquire()
@@ -273,21 +283,22 @@ class LocalChannels:
                     del self._waiters[name]
         finally:
             self._lock.release()
-        try:
-            return await waiter  # whoever resolved it took it out of `waiters`
-        except asyncio.CancelledError:
-            if waiter.cancelled():
-                self._forget(name, waiter)
-            elif (item := waiter.result()) is not None:
-                self.put_back(name, item)
-            else:
-                with self._lock:
-                    waiters = self._waiters.get(name)
-                    if waiters and name in self._buffers:  # pass the wake-up on
-                        wake_one(waiters, loop)
-                        if not waiters:
-                            del self._waiters[name]
-            raise
+        return waiter  # whoever resolves it takes it out of `waiters`
+
+    def unpark(self, name: str, waiter: "asyncio.Future[Item | None]") -> None:
+        """After a cancelled wait: forget the waiter, or put back what it was
+        handed, or pass its wake-up on, so that nothing is lost."""
+        if waiter.cancelled():
+            self._forget(name, waiter)
+        elif (item := waiter.result()) is not None:
+            self.put_back(name, item)
+        else:
+            with self._lock:
+                waiters = self._waiters.get(name)
+                if waiters and name in self._buffers:  # pass the wake-up on
+                    wake_one(waiters, waiter.get_loop())
+                    if not waiters:
+                        del self._waiters[name]
 
     def _forget(self, name: str, waiter: "asyncio.Future[Item | None]") -> None:
         with self._lock:
