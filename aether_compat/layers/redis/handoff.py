@@ -14,6 +14,7 @@ from .local import LocalChannels, OpenItem
 from .position import split_stamp, with_position
 from .util import REDIS_FAILURES, Parts, logger, now_ms
 
+_NAMES_KEPT = 100_000  # channel names remembered at most (then it starts again)
 _OPEN = "*"  # marks an open item's id among the tokens (local.py)
 _NOT_TAKEN = "it expired, or could not be opened, before its process took it"
 _TOO_SLOW = "its sender did not return before the confirmation deadline"
@@ -39,6 +40,7 @@ class Handoff:
         self._own = own  # runs a follow-up task that the inbox stops with its loop
         self._expiry_ms = parts.rules.expiry_ms
         self.sequencer: Any = None  # set by the layer: history groups' order
+        self._names: dict[str, str] = {}  # token -> channel name, as met
 
     def deliver(self, items: list[bytes]) -> None:
         """Hand items to buffers and sessions; never waits for a session."""
@@ -97,9 +99,14 @@ class Handoff:
         if deadline <= 0:
             deadline = now_ms() + self._expiry_ms
         targets, sessions, taken = [], [], []
+        names, registered = self._names, self._sessions
+        if len(names) >= _NAMES_KEPT:
+            names.clear()
         for token in tokens:
-            name = channel_name(self.box, token)
-            session = self._sessions.get(name) if len(self._sessions) else None
+            name = names.get(token)
+            if name is None:
+                name = names[token] = channel_name(self.box, token)
+            session = registered.get(name) if len(registered) else None
             if session is None:
                 targets.append((name, token))
             else:
