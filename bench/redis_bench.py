@@ -38,6 +38,7 @@ from bench.ratios import (  # noqa: E402
     write_json,
 )
 from bench.redis_bench_parts import (  # noqa: E402
+    HISTORY,
     LAYERS,
     MESSAGE,
     close_layer,
@@ -77,10 +78,16 @@ async def floor_round_trip(url: str, seconds: float) -> float:
         await popper.aclose()
 
 
-async def fanout(kind: str, url: str, members: int, seconds: float) -> float:
+async def fanout(
+    kind: str, url: str, members: int, seconds: float, variant: str = ""
+) -> float:
     """Deliveries per second of group_send to `members` parked receivers of one
-    process, whole rounds: every member has its copy before the next broadcast."""
-    layer = make_layer(kind, url, f"bench-{uuid.uuid4().hex[:8]}")
+    process, whole rounds: every member has its copy before the next broadcast.
+    Variants of our layer: "confirm" (each broadcast waits for the receiving
+    process to confirm it) and "history" (the group keeps history)."""
+    config = {"group_options": {"room": HISTORY}} if variant == "history" else {}
+    layer = make_layer(kind, url, f"bench-{uuid.uuid4().hex[:8]}", **config)
+    options = {"confirm": True} if variant == "confirm" else {}
     try:
         channels = [await layer.new_channel() for _ in range(members)]
         for channel in channels:
@@ -90,7 +97,11 @@ async def fanout(kind: str, url: str, members: int, seconds: float) -> float:
         tasks = await park(receivers, arrivals)
         await asyncio.sleep(0.5)  # let receives that do I/O first reach Redis
         rate, _ = await timed_rounds(
-            lambda: layer.group_send("room", MESSAGE), arrivals, members, seconds, 30
+            lambda: layer.group_send("room", MESSAGE, **options),
+            arrivals,
+            members,
+            seconds,
+            30,
         )
         await stop(tasks)
         return rate
@@ -106,6 +117,10 @@ async def one_repeat(samples: Samples, url: str, quick: bool, server: Any) -> No
         for members in (1, 100, 1000):
             rate = await fanout(kind, url, members, seconds)
             samples.add(f"fan-out {members}", kind, rate)
+        if kind == "ours":
+            for variant in ("confirm", "history"):
+                rate = await fanout(kind, url, 1000, seconds, variant)
+                samples.add(f"fan-out 1000 {variant}", kind, rate)
         for members in (100, 1000):
             rate, p50, p99 = await asyncio.to_thread(
                 two_process_fanout, kind, url, members, seconds, quick
@@ -139,6 +154,7 @@ def rows_of(samples: Samples) -> list[Row]:
             target=Target(">=", 0.8),
             against="floor",
         ),
+        worst_round_trip(samples),
         row("round trip", "pubsub"),
     ]
     for members in (1, 100, 1000):
@@ -146,22 +162,57 @@ def rows_of(samples: Samples) -> list[Row]:
         rows.append(row(f"fan-out {members}", "core", core_target))
         pubsub_target = Target(">=", 1) if members == 1000 else None
         rows.append(row(f"fan-out {members}", "pubsub", pubsub_target))
+    rows.append(
+        Row(
+            "fan-out 1000 confirm vs pubsub",
+            med("fan-out 1000 confirm", "ours"),
+            med("fan-out 1000", "pubsub"),
+            target=Target(">=", 0.5),
+        )
+    )
+    rows.append(
+        Row(
+            "fan-out 1000 history vs none",
+            med("fan-out 1000 history", "ours"),
+            floor=med("fan-out 1000", "ours"),
+            target=Target(">=", 0.75),
+            against="floor",
+        )
+    )
     for members in (100, 1000):
         big = members == 1000
         rows.append(
             row(f"2 procs x {members}", "core", Target(">=", 10) if big else None)
         )
         rows.append(
-            row(f"2 procs x {members}", "pubsub", Target(">=", 0.8) if big else None)
+            row(f"2 procs x {members}", "pubsub", Target(">=", 1) if big else None)
         )
     rows.append(row("paced p50 ms 2x1000", "pubsub"))
-    rows.append(row("paced p99 ms 2x1000", "pubsub", Target("<=", 2)))
+    rows.append(row("paced p99 ms 2x1000", "pubsub", Target("<=", 1.5)))
     rows.append(row("paced p99 ms 2x1000", "core"))
     for op in ("send", "receive", "group_send 100"):
         rows.append(row(f"commands per {op}", "core"))
     rows.append(row("Redis bytes per parked channel", "core", Target("<=", 1)))
     rows.append(row("Python bytes per parked channel", "core", Target("<=", 1)))
     return rows
+
+
+def worst_round_trip(samples: Samples) -> Row:
+    """The round trip against the floor in the repeat where it came out lowest:
+    the target holds in every repeat, not only in the median."""
+    pairs = zip(
+        samples.values("round trip", "ours"),
+        samples.values("round trip", "floor"),
+        strict=True,
+    )
+    ours, floor = min(pairs, key=lambda pair: pair[0] / pair[1])
+    return Row(
+        "round trip vs floor, worst repeat",
+        ours,
+        floor=floor,
+        target=Target(">=", 0.8),
+        against="floor",
+    )
 
 
 async def main() -> None:

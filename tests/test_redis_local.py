@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from aether_compat.layers.redis.local import LocalChannels
+from aether_compat.layers.redis.local import LocalChannels, OpenItem
 from testing_support.redis_process import wait_until
 from tests.support.parking import local_waiters, until, waiting_channels
 
@@ -101,19 +101,37 @@ def test_sweep_drops_expired_messages_and_names_the_stopped_readers():
 
 
 def test_sweep_does_not_name_a_channel_whose_reader_waits():
+    """A reader parked on this loop is handed its message at once: nothing of its
+    channel is left to expire, and the channel is not named; the message is acked
+    only when the reader takes it."""
     local = LocalChannels()
 
     async def scenario():
-        readers = [asyncio.ensure_future(local.wait("a")) for _ in range(2)]
-        await until(lambda: local_waiters(local, "a") == 2, "readers parked")
+        assert local.take("a", NOW - 10) is None  # a's reader asked long ago
+        reader = asyncio.ensure_future(local.wait("a"))
+        await until(lambda: local_waiters(local, "a") == 1, "reader parked")
         assert local.take("b", NOW - 10) is None  # b's reader asked, then stopped
-        local.put(NOW + 10, [("a", "ta")], b"x")  # wakes one reader of a
-        local.put(NOW + 10, [("b", "tb")], b"y")  # b has none
-        assert local.sweep(NOW + 11, idle_ms=5) == {"b"}  # a reader of a waits
-        assert not local.has_messages("a")
-        assert local.drain_acks() == {"ta": 1, "tb": 1}
-        local.wake_all()
-        await asyncio.wait_for(asyncio.gather(*readers), 2)
+        local.put(NOW + 10, [("a", "ta")], b"x")  # handed to a's reader
+        local.put(NOW + 10, [("b", "tb")], b"y")  # b has none: buffered
+        assert local.sweep(NOW + 11, idle_ms=5) == {"b"}
+        assert local.drain_acks() == {"tb": 1}
+        item = await asyncio.wait_for(reader, 2)
+        assert local.taken("a", item, NOW) == b"x"
+        assert local.drain_acks() == {"ta": 1}
+
+    asyncio.run(scenario())
+
+
+def test_a_handed_item_taken_after_its_deadline_is_acked_and_dropped():
+    local = LocalChannels()
+
+    async def scenario():
+        reader = asyncio.ensure_future(local.wait("a"))
+        await until(lambda: local_waiters(local, "a") == 1, "reader parked")
+        local.put(NOW, [("a", "ta")], b"x")
+        item = await asyncio.wait_for(reader, 2)
+        assert local.taken("a", item, NOW + 1) is None
+        assert local.drain_acks() == {"ta": 1}
 
     asyncio.run(scenario())
 
@@ -131,16 +149,40 @@ def test_clear_forgets_buffers_deadlines_and_acks():
 # wait and waking
 
 
-async def test_put_wakes_a_reader_of_that_channel_only():
+async def test_put_hands_its_item_to_a_reader_of_that_channel_only():
     local = LocalChannels()
     reader = asyncio.ensure_future(local.wait("a"))
     await until(lambda: local_waiters(local, "a") == 1, "reader parked")
     local.put(LATER, [("b", "t")], b"not for a")
     assert local_waiters(local, "a") == 1  # still pending: not woken
     local.put(LATER, [("a", "t")], b"for a")
-    await asyncio.wait_for(reader, 2)
-    assert local.take("a", NOW) == b"for a"
+    item = await asyncio.wait_for(reader, 2)
+    assert not local.has_messages("a")  # handed over, not buffered
+    assert local.acks == {}  # acked when taken
+    assert local.taken("a", item, NOW) == b"for a"
+    assert local.acks == {"t": 1}
     assert local_waiters(local, "a") == 0
+    assert waiting_channels(local) == set()
+
+
+async def test_a_reader_cancelled_before_it_ran_puts_its_item_back_first():
+    """Cancelled between the hand-over and its first step, a reader loses nothing:
+    the item goes back to the head of the buffer, before later ones, unacked, and
+    the next reader is woken for it."""
+    local = LocalChannels()
+    first = asyncio.ensure_future(local.wait("a"))
+    await until(lambda: local_waiters(local, "a") == 1, "first reader parked")
+    local.put(LATER, [("a", "t")], b"one")  # handed to the first
+    second = asyncio.ensure_future(local.wait("a"))  # woken at once: "two" is due
+    local.put(LATER, [("a", "t")], b"two")
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await asyncio.wait_for(second, 2) is None  # look in the buffer
+    assert local.acks == {}
+    assert local.take("a", NOW) == b"one"
+    assert local.take("a", NOW) == b"two"
+    assert local.acks == {"t": 2}
 
 
 async def test_wait_returns_at_once_when_a_message_is_buffered():
@@ -257,3 +299,63 @@ def test_a_reader_whose_loop_closed_is_skipped_for_the_next():
     asyncio.run(live_reader())
     assert not stale.done()
     stale.get_coro().close()  # end the stale reader's coroutine (its loop is gone)
+
+
+# open items: stored in Redis without a count per token (see local.py)
+
+
+async def test_an_open_item_is_settled_once_every_handed_reader_took_it():
+    local = LocalChannels()
+    reader = asyncio.ensure_future(local.wait("a"))
+    await until(lambda: local_waiters(local, "a") == 1, "reader parked")
+    opened = OpenItem("7")
+    local.put(LATER, [("a", "ta"), ("b", "tb")], b"x", opened=opened)
+    # b had no reader: its copy is buffered and its count raised; a's is in hand
+    assert local.acks == {"tb": -1}
+    item = await asyncio.wait_for(reader, 2)
+    assert local.taken("a", item, NOW) == b"x"
+    assert local.drain_acks() == {"tb": -1, "*7": 1}  # settled, a acks nothing
+    assert local.take("b", NOW) == b"x"
+    assert local.drain_acks() == {"tb": 1}
+
+
+async def test_an_open_item_put_back_by_a_cancelled_reader_is_counted():
+    local = LocalChannels()
+    reader = asyncio.ensure_future(local.wait("a"))
+    await until(lambda: local_waiters(local, "a") == 1, "reader parked")
+    local.put(LATER, [("a", "ta")], b"x", opened=OpenItem("8"))
+    assert local.acks == {}  # in hand: Redis counts it as open
+    reader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    assert local.drain_acks() == {"ta": -1, "*8": 1}  # buffered now, counted
+    assert local.take("a", NOW) == b"x"
+    assert local.drain_acks() == {"ta": 1}
+
+
+async def test_settle_now_counts_the_readers_still_in_hand():
+    local = LocalChannels()
+    readers = {n: asyncio.ensure_future(local.wait(n)) for n in ("a", "b")}
+    await until(
+        lambda: local_waiters(local, "a") == local_waiters(local, "b") == 1, "parked"
+    )
+    opened = OpenItem("9")
+    local.put(LATER, [("a", "ta"), ("b", "tb")], b"x", opened=opened)
+    local.settle_now(opened)
+    assert local.drain_acks() == {"ta": -1, "tb": -1, "*9": 1}
+    for name, reader in readers.items():
+        item = await asyncio.wait_for(reader, 2)
+        assert local.taken(name, item, NOW) == b"x"
+    assert local.drain_acks() == {"ta": 1, "tb": 1}
+
+
+def test_an_open_item_without_readers_settles_at_once():
+    local = LocalChannels()
+    local.put(LATER, [], b"x", opened=OpenItem("3"))  # all went to sessions
+    assert local.drain_acks() == {"*3": 1}
+
+
+def test_count_open_raises_every_token_and_settles_the_item():
+    local = LocalChannels()
+    local.count_open(["ta", "tb"], "5")
+    assert local.drain_acks() == {"ta": -1, "tb": -1, "*5": 1}

@@ -15,9 +15,13 @@ local function deliver_proc(base, group, cutoff, cap, usecaps, head, payload,
   local members = base .. 'm:' .. group
   local box = string.match(base, '{([^}]*)}')
   redis.call('ZREMRANGEBYSCORE', members, '-inf', '(' .. cutoff)
-  local tokens = {}
-  for _, t in ipairs(redis.call('ZRANGE', members, 0, -1)) do
-    if not skip[box .. ' ' .. t] then tokens[#tokens + 1] = t end
+  local tokens = redis.call('ZRANGE', members, 0, -1)
+  if next(skip) ~= nil then
+    local kept = {}
+    for _, t in ipairs(tokens) do
+      if not skip[box .. ' ' .. t] then kept[#kept + 1] = t end
+    end
+    tokens = kept
   end
   if #tokens == 0 then
     if redis.call('EXISTS', members) == 0 then return 0, 'e', tokens, '' end
@@ -26,7 +30,7 @@ local function deliver_proc(base, group, cutoff, cap, usecaps, head, payload,
   if redis.call('EXISTS', base .. 'l') == 0 then return 0, 'g', tokens, '' end
   local full = {}
   local sent, stored = push_proc(base, tokens, cap, usecaps, head, payload, ttl,
-                                 cttl, full)
+                                 cttl, full, true)
   return sent, 'f', full, stored
 end
 """

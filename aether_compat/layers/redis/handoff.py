@@ -10,10 +10,12 @@ from typing import Any
 from ...sessions import Started
 from .confirm import Failure, answer, answer_commands, split_mark
 from .keys import channel_name, decode_item, route
-from .local import LocalChannels
+from .local import LocalChannels, OpenItem
 from .position import split_stamp, with_position
 from .util import REDIS_FAILURES, Parts, logger, now_ms
 
+_NAMES_KEPT = 100_000  # channel names remembered at most (then it starts again)
+_OPEN = "*"  # marks an open item's id among the tokens (local.py)
 _NOT_TAKEN = "it expired, or could not be opened, before its process took it"
 _TOO_SLOW = "its sender did not return before the confirmation deadline"
 
@@ -38,6 +40,7 @@ class Handoff:
         self._own = own  # runs a follow-up task that the inbox stops with its loop
         self._expiry_ms = parts.rules.expiry_ms
         self.sequencer: Any = None  # set by the layer: history groups' order
+        self._names: dict[str, str] = {}  # token -> channel name, as met
 
     def deliver(self, items: list[bytes]) -> None:
         """Hand items to buffers and sessions; never waits for a session."""
@@ -56,16 +59,23 @@ class Handoff:
             return
         stamp, tokens = split_stamp(tokens)
         reply_id, by_ms, tokens = split_mark(tokens)
+        open_id, tokens = split_open(tokens)
         payload = self._seal.open(data) if deadline >= now else None
         failures: list[Failure] = []
         pending: dict[asyncio.Future[Any], str] = {}
         if payload is None:
-            self.local.ack_all(tokens)
+            if open_id is None:
+                self.local.ack_all(tokens)
+            else:  # Redis counted them as one open item: settle it
+                self.local.settled_open(open_id)
             failures = [(token, "x", _NOT_TAKEN) for token in tokens]
         else:
             if stamp is None or self.sequencer is None:
-                started = self.hand(deadline, tokens, payload, True)
+                opened = None if open_id is None else OpenItem(open_id)
+                started = self.hand(deadline, tokens, payload, True, opened)
             else:  # a history group's message: offset order (sequencer.py)
+                if open_id is not None:  # it may be held: count it per member now
+                    self.local.count_open(tokens, open_id)
                 payload = with_position(payload, stamp.epoch, stamp.offset)
                 started = self.sequencer.arrive(stamp, tokens, payload, deadline)
             if started is not None:
@@ -74,27 +84,38 @@ class Handoff:
             self._own(self._answer(reply_id, by_ms, failures, pending))
 
     def hand(
-        self, deadline: int, tokens: list[str], payload: bytes, counted: bool
+        self,
+        deadline: int,
+        tokens: list[str],
+        payload: bytes,
+        counted: bool,
+        opened: OpenItem | None = None,
     ) -> Started | None:
         """Hand `payload` to these tokens now: into the buffers `receive()` reads,
         or to their sessions (started, never waited for). A message not `counted`
         in Redis (the sender's own sessions, a gap filled from history) acks
-        nothing; deadline 0 means "from now on"."""
+        nothing, nor does an `opened` one (see local.py); deadline 0 means "from
+        now on"."""
         if deadline <= 0:
             deadline = now_ms() + self._expiry_ms
         targets, sessions, taken = [], [], []
+        names, registered = self._names, self._sessions
+        if len(names) >= _NAMES_KEPT:
+            names.clear()
         for token in tokens:
-            name = channel_name(self.box, token)
-            session = self._sessions.get(name) if len(self._sessions) else None
+            name = names.get(token)
+            if name is None:
+                name = names[token] = channel_name(self.box, token)
+            session = registered.get(name) if len(registered) else None
             if session is None:
                 targets.append((name, token))
             else:
                 taken.append(token)
                 sessions.append(session)
-        if counted:
+        if counted and opened is None:
             self.local.ack_all(taken)
-        if targets:
-            self.local.put(deadline, targets, payload, counted)
+        if targets or opened is not None:
+            self.local.put(deadline, targets, payload, counted, opened)
         if not sessions:
             return None
         return self._sessions.start_many(sessions, payload, asyncio.get_running_loop())
@@ -149,3 +170,10 @@ class Handoff:
             )
         except REDIS_FAILURES as exc:  # the broadcaster counts us as silent
             self.stats.redis_error(exc)
+
+
+def split_open(tokens: list[str]) -> tuple[str | None, list[str]]:
+    """(open item id, the other tokens) of an item's tokens; no mark: no id."""
+    if tokens and tokens[0].startswith(_OPEN):
+        return tokens[0][1:], tokens[1:]
+    return None, tokens

@@ -17,7 +17,7 @@ from typing import Any
 from .connections import Command, script
 from .groups import Groups
 from .handoff import Handoff
-from .local import LocalChannels
+from .local import Item, LocalChannels
 from .pump import Pump
 from .scripts import ACK
 from .util import (
@@ -77,21 +77,22 @@ class Inbox:
             self._running_on, self._stuck = loop, None
             return True
 
-    async def wait(self, channel: str) -> None:
-        """Wait for a message of `channel` (or for the pump to stop); while the
-        pump runs on another loop, look again now and then whether that loop still
-        runs and answers (a loop stuck in blocking code does not)."""
+    async def wait(self, channel: str) -> Item | None:
+        """Wait for a message of `channel` (or for the pump to stop): the item when
+        one is handed over (see `LocalChannels.wait`). While the pump runs on another
+        loop, look again now and then whether that loop still runs and answers (a
+        loop stuck in blocking code does not)."""
         if self.ensure_running():
-            await self.local.wait(channel)
-            return
+            return await self.local.wait(channel)
         try:
             async with asyncio.timeout(RECHECK_SECONDS):
-                await self.local.wait(channel)
+                return await self.local.wait(channel)
         except TimeoutError:
             pump = self._tasks.get("pump")
             there = None if pump is None else pump.get_loop()
             if there is not None and not await responsive(there, RECHECK_SECONDS):
                 self._stuck = there
+        return None
 
     def pump_loop(self) -> asyncio.AbstractEventLoop | None:
         """The loop the pump runs on, while it runs."""
@@ -154,22 +155,41 @@ class Inbox:
         as it takes; what it takes or drops is acked back to Redis."""
         local = self.local
         while True:
-            if local.may_look_full(channel, token, capacity):
-                await self.ack_ahead(token)
-            payload = local.take(channel, now_ms())
-            if payload is not None or local.acks:  # expired ones were dropped
-                self.flush_acks_soon()
+            if local.has_messages(channel):
+                if local.may_look_full(channel, token, capacity):
+                    await self.ack_ahead(token)
+                payload = local.take(channel, now_ms())
+                self.flush_acks_soon()  # it took, or dropped expired ones
+                if payload is not None:
+                    return payload
+            if self._running_on is asyncio.get_running_loop():
+                waiter = local.park(channel)
+                try:
+                    item = await waiter
+                except asyncio.CancelledError:
+                    local.unpark(channel, waiter)
+                    raise
+            else:
+                item = await self.wait(channel)
+            if item is None:
+                continue  # look in the buffer
+            if 1 + local.acks.get(token, 0) >= capacity:  # as `may_look_full`
+                if item[3] is not None:  # an open item: counted for us until settled
+                    local.settle_now(item[3])
+                try:
+                    await self.ack_ahead(token)
+                except asyncio.CancelledError:
+                    local.put_back(channel, item)
+                    raise
+            payload = local.taken(channel, item, now_ms())
+            self.flush_acks_soon()
             if payload is not None:
                 return payload
-            if self.ensure_running():
-                await local.wait(channel)
-            else:
-                await self.wait(channel)
 
     def drain_acks(self) -> dict[str, int]:
         """The acks to send now, less those already taken back ahead."""
         acks = self.local.drain_acks()
-        for token in [t for t in self._owed if t in acks]:
+        for token in [t for t in self._owed if acks.get(t, 0) > 0]:
             settled = min(self._owed[token], acks[token])
             self._owed[token] -= settled
             acks[token] -= settled
@@ -274,4 +294,4 @@ def _alive(task: "asyncio.Task[Any] | None") -> bool:
 
 def format_acks(acks: dict[str, int]) -> str:
     """Acks as one script argument: "token count token count ..."."""
-    return " ".join(f"{token} {count}" for token, count in acks.items())
+    return " ".join(f"{token} {count}" for token, count in acks.items() if count)

@@ -13,6 +13,10 @@ sit in one Redis Cluster slot, and placement on several hosts is by that tag too
     <prefix>:{p.<cid>}:f     list  items the pump took but has not handed on yet
     <prefix>:{p.<cid>}:n     hash  token -> messages queued or buffered, not received
     <prefix>:{p.<cid>}:c     hash  token -> capacity, only where it is not the default
+    <prefix>:{p.<cid>}:o     hash  open item id -> its tokens: group messages stored
+                                   without a count per token until the process
+                                   settles them (scripts.py, local.py)
+    <prefix>:{p.<cid>}:s     string  the last open item id
     <prefix>:{p.<cid>}:l     string  present while the process is alive (short TTL)
     <prefix>:{p.<cid>}:m:<g> zset  token -> join time (ms): members of group g here
     <prefix>:{c.<name>}:q    list  a plain channel's messages

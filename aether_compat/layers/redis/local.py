@@ -6,6 +6,17 @@ taken or expired here becomes an "ack" that lowers the count, so senders in othe
 processes see exactly how many messages a channel holds. The pump and the readers
 may run on different threads: the tables change under one lock, never held across
 an await.
+
+A reader parked on the pump's own event loop is handed its message directly (no
+buffer, no second look): `wait()` returns the item, and the reader acks it with
+`taken()`. A reader cancelled before it ran puts the item back at the head of
+its buffer, so nothing is lost and the order holds.
+
+An "open" item (`OpenItem`) is a group message Redis stored without raising each
+member's count, because none could be full; Redis counts it for all of them until
+this process settles it ("*<id>" among the acks). A member whose copy goes into a
+buffer instead of to a waiting reader gets its count raised (a negative ack), and
+the item is settled once every reader it was handed to took it or put it back.
 """
 
 import asyncio
@@ -19,12 +30,29 @@ from ..wakeup import running_loop, wake_one
 _READERS_KEPT = 100_000  # read times remembered at most (a forgotten one: "never")
 
 
+class OpenItem:
+    """The readers an open item was handed to that have not taken it yet."""
+
+    __slots__ = ("key", "settled", "waiting")
+
+    def __init__(self, item_id: str) -> None:
+        self.key = "*" + item_id  # how the acks name it
+        self.waiting: set[str] = set()
+        self.settled = False
+
+
+# (deadline ms, payload, token or None, open item or None): one stored message of
+# one channel. A buffered entry is always counted in Redis: its token is acked
+# when it is taken or dropped (None: nothing to ack, a gap filled from history).
+Item = tuple[int, bytes, str | None, OpenItem | None]
+
+
 class LocalChannels:
     """Buffers and waiting receivers of this process's channels (any event loop)."""
 
     def __init__(self) -> None:
-        self._buffers: dict[str, deque[tuple[int, bytes, str | None]]] = {}
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._buffers: dict[str, deque[Item]] = {}
+        self._waiters: dict[str, list[asyncio.Future[Item | None]]] = {}
         self._deadlines: list[tuple[int, int, tuple[str, ...]]] = []
         self._read_at: dict[str, int] = {}
         self._order = itertools.count()
@@ -38,23 +66,42 @@ class LocalChannels:
         targets: list[tuple[str, str]],
         payload: bytes,
         counted: bool = True,
+        opened: OpenItem | None = None,
     ) -> None:
-        """Buffer one stored item for each (channel, token) and wake their readers.
-        An item not `counted` in Redis (a gap filled from history) acks nothing."""
+        """Hand one stored item to each (channel, token): to a reader parked on this
+        loop when its buffer is empty, else into its buffer, waking a reader. An item
+        not `counted` in Redis (a gap filled from history) acks nothing; an `opened`
+        one raises the count of each token it buffers."""
         running = running_loop()
-        item_of = (deadline, payload)
-        names = tuple(name for name, _ in targets)
+        buffered = []
         self._lock.acquire()
         try:
-            buffers, waiting = self._buffers, self._waiters
+            buffers, waiting, acks = self._buffers, self._waiters, self.acks
             for name, token in targets:
                 buffer = buffers.get(name)
+                waiters = waiting.get(name)
                 if buffer is None:
+                    handed = (deadline, payload, token if counted else None, opened)
+                    if waiters and _hand(waiters, handed, running):
+                        if opened is not None:
+                            opened.waiting.add(token)
+                        if not waiters:
+                            del waiting[name]
+                        continue
                     buffer = buffers[name] = deque()
-                buffer.append((*item_of, token if counted else None))
-                if name in waiting:
-                    wake_one(waiting[name], running)
-            heapq.heappush(self._deadlines, (deadline, next(self._order), names))
+                if opened is not None:
+                    acks[token] = acks.get(token, 0) - 1
+                buffer.append((deadline, payload, token if counted else None, None))
+                buffered.append(name)
+                if waiters:
+                    wake_one(waiters, running)
+                    if not waiters:
+                        del waiting[name]
+            if buffered:
+                entry = (deadline, next(self._order), tuple(buffered))
+                heapq.heappush(self._deadlines, entry)
+            if opened is not None and not opened.waiting:
+                self._settle(opened)
         finally:
             self._lock.release()
 
@@ -68,7 +115,7 @@ class LocalChannels:
             read_at[name] = now
             buffer = self._buffers.get(name)
             while buffer:
-                deadline, payload, token = buffer.popleft()
+                deadline, payload, token, _ = buffer.popleft()
                 if token is not None:
                     self._ack(token, 1)
                 if not buffer:
@@ -78,6 +125,72 @@ class LocalChannels:
             return None
         finally:
             self._lock.release()
+
+    def taken(self, name: str, item: Item, now: int) -> bytes | None:
+        """Ack an item `wait()` handed over; its payload, or None if it expired."""
+        deadline, payload, token, opened = item
+        self._lock.acquire()
+        try:
+            read_at = self._read_at
+            if name not in read_at and len(read_at) >= _READERS_KEPT:
+                read_at.clear()
+            read_at[name] = now
+            if opened is not None and not opened.settled:
+                opened.waiting.discard(token)
+                if not opened.waiting:
+                    self._settle(opened)
+            elif token is not None:
+                self._ack(token, 1)
+        finally:
+            self._lock.release()
+        return payload if deadline >= now else None
+
+    def put_back(self, name: str, item: Item) -> None:
+        """Return a handed-over item that its reader could not take (cancelled) to
+        the head of its buffer, counted, and wake the next reader."""
+        deadline, payload, token, opened = item
+        with self._lock:
+            if opened is not None and not opened.settled and token is not None:
+                opened.waiting.discard(token)
+                self._ack(token, -1)  # counted from now on, as buffered
+                if not opened.waiting:
+                    self._settle(opened)
+            buffer = self._buffers.get(name)
+            if buffer is None:
+                buffer = self._buffers[name] = deque()
+            buffer.appendleft((deadline, payload, token, None))
+            entry = (deadline, next(self._order), (name,))
+            heapq.heappush(self._deadlines, entry)
+            waiters = self._waiters.get(name)
+            if waiters:
+                wake_one(waiters, running_loop())
+                if not waiters:
+                    del self._waiters[name]
+
+    def settle_now(self, opened: OpenItem) -> None:
+        """Settle an open item before all its readers took it: those still waiting
+        have their counts raised, as if buffered (their takes ack them)."""
+        with self._lock:
+            if not opened.settled:
+                for token in opened.waiting:
+                    self._ack(token, -1)
+                opened.waiting.clear()
+                self._settle(opened)
+
+    def count_open(self, tokens: list[str], item_id: str) -> None:
+        """Settle an open item at once, raising the count of each of its tokens
+        (their takes, drops and acks then go as for any counted message)."""
+        self._lock.acquire()
+        try:
+            for token in tokens:
+                self._ack(token, -1)
+            self._ack("*" + item_id, 1)
+        finally:
+            self._lock.release()
+
+    def settled_open(self, item_id: str) -> None:
+        """An open item none of whose tokens reached a reader (it had expired)."""
+        self.ack("*" + item_id)
 
     def ack(self, token: str, count: int = 1) -> None:
         with self._lock:
@@ -133,7 +246,8 @@ class LocalChannels:
         """Whether senders may find `name` full until its next message's ack lands:
         what it buffers, plus acks not yet sent, reaches its capacity."""
         buffer = self._buffers.get(name)
-        return bool(buffer) and len(buffer) + self.acks.get(token, 0) >= capacity
+        owed = max(0, self.acks.get(token, 0))  # a raised count is not owed
+        return bool(buffer) and len(buffer) + owed >= capacity
 
     def clear(self) -> None:
         """Forget every buffered message (flush); their counts went with the keys."""
@@ -142,8 +256,19 @@ class LocalChannels:
             self._deadlines.clear()
             self.acks.clear()
 
-    async def wait(self, name: str) -> None:
-        """Wait until a message for `name` may be there (or the pump stopped)."""
+    async def wait(self, name: str) -> Item | None:
+        """Wait until a message for `name` is handed over (returned: ack it with
+        `taken()`), may be in the buffer, or the pump stopped (None)."""
+        waiter = self.park(name)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            self.unpark(name, waiter)
+            raise
+
+    def park(self, name: str) -> "asyncio.Future[Item | None]":
+        """A future that `wait()` awaits (callers on a hot path await it
+        themselves, one coroutine less); a cancelled one must be `unpark`ed."""
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         self._lock.acquire()
@@ -154,24 +279,34 @@ class LocalChannels:
             waiters.append(waiter)
             if name in self._buffers:  # put by a pump on another thread just now
                 wake_one(waiters, loop)
+                if not waiters:
+                    del self._waiters[name]
         finally:
             self._lock.release()
-        try:
-            await waiter
-        except asyncio.CancelledError:
+        return waiter  # whoever resolves it takes it out of `waiters`
+
+    def unpark(self, name: str, waiter: "asyncio.Future[Item | None]") -> None:
+        """After a cancelled wait: forget the waiter, or put back what it was
+        handed, or pass its wake-up on, so that nothing is lost."""
+        if waiter.cancelled():
+            self._forget(name, waiter)
+        elif (item := waiter.result()) is not None:
+            self.put_back(name, item)
+        else:
             with self._lock:
-                if waiter.done() and not waiter.cancelled() and name in self._buffers:
-                    wake_one(waiters, loop)  # the wake-up was ours: pass it on
-            raise
-        finally:
-            self._lock.acquire()
-            try:
-                if waiter in waiters:
-                    waiters.remove(waiter)
-                if not waiters and self._waiters.get(name) is waiters:
+                waiters = self._waiters.get(name)
+                if waiters and name in self._buffers:  # pass the wake-up on
+                    wake_one(waiters, waiter.get_loop())
+                    if not waiters:
+                        del self._waiters[name]
+
+    def _forget(self, name: str, waiter: "asyncio.Future[Item | None]") -> None:
+        with self._lock:
+            waiters = self._waiters.get(name)
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
                     del self._waiters[name]
-            finally:
-                self._lock.release()
 
     def wake_all(self) -> None:
         """Wake every reader (the pump stopped: one of them must restart it)."""
@@ -180,11 +315,16 @@ class LocalChannels:
             for waiters in list(self._waiters.values()):
                 while waiters:
                     wake_one(waiters, running)
+            self._waiters.clear()
 
     # Internals, called with the lock held
 
     def _ack(self, token: str, count: int) -> None:
         self.acks[token] = self.acks.get(token, 0) + count
+
+    def _settle(self, opened: OpenItem) -> None:
+        opened.settled = True
+        self.acks[opened.key] = 1
 
     def _reader_gone(self, name: str, now: int, idle_ms: int) -> bool:
         read_at = self._read_at.get(name)
@@ -204,3 +344,23 @@ class LocalChannels:
         if buffer is not None and not buffer:
             del self._buffers[name]
         return dropped
+
+
+def _hand(
+    waiters: "list[asyncio.Future[Item | None]]",
+    item: Item,
+    running: asyncio.AbstractEventLoop | None,
+) -> bool:
+    """Give `item` to the first live waiter if it runs on this loop (another loop's
+    waiter is woken the usual way, to look in the buffer)."""
+    while waiters:
+        waiter = waiters[0]
+        if waiter.done():
+            waiters.pop(0)
+        elif waiter.get_loop() is running:
+            waiters.pop(0)
+            waiter.set_result(item)
+            return True
+        else:
+            return False
+    return False
