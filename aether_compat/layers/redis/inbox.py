@@ -182,7 +182,8 @@ class Inbox:
                     local.put_back(channel, item)
                     raise
             payload = local.taken(channel, item, now_ms())
-            self.flush_acks_soon()
+            if local.acks:  # an open item's readers ack nothing, but the last
+                self.flush_acks_soon()
             if payload is not None:
                 return payload
 

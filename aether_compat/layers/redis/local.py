@@ -81,13 +81,22 @@ class LocalChannels:
                 buffer = buffers.get(name)
                 waiters = waiting.get(name)
                 if buffer is None:
-                    handed = (deadline, payload, token if counted else None, opened)
-                    if waiters and _hand(waiters, handed, running):
-                        if opened is not None:
-                            opened.waiting.add(token)
-                        if not waiters:
-                            del waiting[name]
-                        continue
+                    if waiters:  # one reader parked on this loop: the usual case
+                        handed = (deadline, payload, token if counted else None, opened)
+                        waiter = waiters[0]
+                        if len(waiters) == 1 and waiter.get_loop() is running:
+                            if not waiter.done():
+                                del waiting[name]
+                                waiter.set_result(handed)
+                                if opened is not None:
+                                    opened.waiting.add(token)
+                                continue
+                        elif _hand(waiters, handed, running):
+                            if opened is not None:
+                                opened.waiting.add(token)
+                            if not waiters:
+                                del waiting[name]
+                            continue
                     buffer = buffers[name] = deque()
                 if opened is not None:
                     acks[token] = acks.get(token, 0) - 1
