@@ -37,10 +37,19 @@ async def make_redis():
         await layer.close()
 
 
-def box_keys(layer: RedisChannelLayer) -> tuple[str, str]:
-    """The counts hash and the open items hash of `layer`'s process box."""
+async def all_settled(layer: RedisChannelLayer) -> None:
+    """Wait until `layer`'s process box holds no count and no open item: every
+    message it was sent has been taken back."""
     base = box_base(layer.prefix, layer._box)
-    return base + "n", base + "o"
+    raw = redis.Redis.from_url(REDIS_URL)
+    try:
+        await until(
+            lambda: raw.hlen(base + "n") == 0 and raw.hlen(base + "o") == 0,
+            "counts and open items settled",
+            within=5,
+        )
+    finally:
+        raw.close()
 
 
 async def test_members_that_read_leave_no_count_and_no_open_item(make_redis):
@@ -48,24 +57,15 @@ async def test_members_that_read_leave_no_count_and_no_open_item(make_redis):
     names = [await owner.new_channel() for _ in range(300)]
     for name in names:
         await owner.group_add("room", name)
-    raw = redis.Redis.from_url(REDIS_URL)
-    counts, opened = box_keys(owner)
-    try:
-        for round_ in range(5):
-            readers = [asyncio.ensure_future(owner.receive(n)) for n in names]
-            for name in names:
-                await until_parked(owner, name)
-            result = await sender.group_send("room", {"type": "m", "n": round_})
-            assert (result.sent_count, result.failed_count) == (300, 0)
-            got = await asyncio.wait_for(asyncio.gather(*readers), 10)
-            assert got == [{"type": "m", "n": round_}] * 300
-        await until(
-            lambda: raw.hlen(counts) == 0 and raw.hlen(opened) == 0,
-            "counts and open items settled",
-            within=5,
-        )
-    finally:
-        raw.close()
+    for round_ in range(5):
+        readers = [asyncio.ensure_future(owner.receive(n)) for n in names]
+        for name in names:
+            await until_parked(owner, name)
+        result = await sender.group_send("room", {"type": "m", "n": round_})
+        assert (result.sent_count, result.failed_count) == (300, 0)
+        got = await asyncio.wait_for(asyncio.gather(*readers), 10)
+        assert got == [{"type": "m", "n": round_}] * 300
+    await all_settled(owner)
 
 
 HISTORY = {"room": {"history_size": 50, "history_ttl": 60}}
@@ -130,13 +130,4 @@ async def test_a_burst_to_readers_that_lag_keeps_every_count_exact(make_redis, o
     for name in members:
         for _ in range(7):
             await asyncio.wait_for(owner.receive(name), 5)
-    counts, opened = box_keys(owner)
-    raw = redis.Redis.from_url(REDIS_URL)
-    try:
-        await until(
-            lambda: raw.hlen(counts) == 0 and raw.hlen(opened) == 0,
-            "every count taken back",
-            within=5,
-        )
-    finally:
-        raw.close()
+    await all_settled(owner)

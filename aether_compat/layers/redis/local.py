@@ -118,10 +118,7 @@ class LocalChannels:
         """The oldest unexpired message of `name`, or None; acks what it removes."""
         self._lock.acquire()
         try:
-            read_at = self._read_at
-            if name not in read_at and len(read_at) >= _READERS_KEPT:
-                read_at.clear()
-            read_at[name] = now
+            self._read(name, now)
             buffer = self._buffers.get(name)
             while buffer:
                 deadline, payload, token, _ = buffer.popleft()
@@ -140,10 +137,7 @@ class LocalChannels:
         deadline, payload, token, opened = item
         self._lock.acquire()
         try:
-            read_at = self._read_at
-            if name not in read_at and len(read_at) >= _READERS_KEPT:
-                read_at.clear()
-            read_at[name] = now
+            self._read(name, now)
             if opened is not None and not opened.settled:
                 opened.waiting.discard(token)
                 if not opened.waiting:
@@ -327,6 +321,13 @@ class LocalChannels:
             self._waiters.clear()
 
     # Internals, called with the lock held
+
+    def _read(self, name: str, now: int) -> None:
+        """Note that `name`'s reader asked at `now` (see `sweep`)."""
+        read_at = self._read_at
+        if name not in read_at and len(read_at) >= _READERS_KEPT:
+            read_at.clear()
+        read_at[name] = now
 
     def _ack(self, token: str, count: int) -> None:
         self.acks[token] = self.acks.get(token, 0) + count
