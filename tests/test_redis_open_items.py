@@ -37,6 +37,16 @@ async def make_redis():
         await layer.close()
 
 
+async def parked_readers(
+    layer: RedisChannelLayer, names: list[str]
+) -> list[asyncio.Future]:
+    """A receive() of each channel, returned once every one of them is parked."""
+    readers = [asyncio.ensure_future(layer.receive(name)) for name in names]
+    for name in names:
+        await until_parked(layer, name)
+    return readers
+
+
 async def all_settled(layer: RedisChannelLayer) -> None:
     """Wait until `layer`'s process box holds no count and no open item: every
     message it was sent has been taken back."""
@@ -58,9 +68,7 @@ async def test_members_that_read_leave_no_count_and_no_open_item(make_redis):
     for name in names:
         await owner.group_add("room", name)
     for round_ in range(5):
-        readers = [asyncio.ensure_future(owner.receive(n)) for n in names]
-        for name in names:
-            await until_parked(owner, name)
+        readers = await parked_readers(owner, names)
         result = await sender.group_send("room", {"type": "m", "n": round_})
         assert (result.sent_count, result.failed_count) == (300, 0)
         got = await asyncio.wait_for(asyncio.gather(*readers), 10)
@@ -107,9 +115,7 @@ async def test_back_to_back_broadcasts_to_a_capacity_one_member(make_redis):
     for name in members:
         await owner.group_add("room", name)
     for index in range(30):
-        readers = [asyncio.ensure_future(owner.receive(n)) for n in members]
-        for name in members:
-            await until_parked(owner, name)
+        readers = await parked_readers(owner, members)
         result = await sender.group_send("room", {"type": "m", "n": index})
         assert (result.sent_count, result.failed_count) == (20, 0), result.errors
         await asyncio.wait_for(asyncio.gather(*readers), 5)
