@@ -15,11 +15,15 @@ Events, sent by the layer to the members of a group with `presence_events`:
   is a join, its last connection's end (after `presence_grace`) a leave.
 """
 
+import functools
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
 from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from .errors import InvalidMessage
 from .layers import codec
@@ -31,7 +35,8 @@ MAX_META_BYTES = 1024
 DIFF_WINDOW = 0.1
 """Seconds of changes that go out as one diff (at most 10 diffs a second)."""
 
-_ANON_SECRET = secrets.token_bytes(16)
+_PROCESS_SECRET = secrets.token_bytes(16)
+_ANON_SALT = b"aether_compat.presence.anonymous"
 
 Presence = dict[str, list[dict[str, Any]]]
 """A group's presence: user key -> the metadata of each of its connections."""
@@ -69,10 +74,28 @@ def check_meta(meta: Any) -> dict[str, Any]:
 
 
 def presence_key(meta: dict[str, Any], channel: str) -> str:
-    """Whom a membership belongs to: its "user", else an opaque id of the channel
-    (stable for the channel's life in this process, unguessable, never its name)."""
+    """Whom a membership belongs to: its "user", else an opaque id of the channel:
+    unguessable, never its name, and the same in every process of a deployment
+    (keyed by Django's SECRET_KEY), so a process can name another's anonymous
+    members without anything stored per membership."""
     user = meta.get("user")
     if user:
         return str(user)
-    digest = hmac.new(_ANON_SECRET, channel.encode(), hashlib.sha256).hexdigest()
-    return "anon-" + digest[:16]
+    mac = hashlib.blake2b(channel.encode(), key=_anon_secret(), digest_size=8)
+    return "anon-" + mac.hexdigest()
+
+
+def _anon_secret() -> bytes:
+    """Derived from SECRET_KEY (read each time: tests may override it); outside a
+    configured Django project, a secret of this process."""
+    try:
+        key = settings.SECRET_KEY
+    except ImproperlyConfigured:
+        key = ""
+    return _derived(key) if key else _PROCESS_SECRET
+
+
+@functools.lru_cache(maxsize=4)
+def _derived(key: str | bytes) -> bytes:
+    raw = key.encode() if isinstance(key, str) else bytes(key)
+    return hmac.digest(raw, _ANON_SALT, "sha256")

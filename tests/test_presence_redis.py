@@ -281,6 +281,33 @@ async def test_presence_and_stats_without_events(layers):
         await a.group_add("plain", one, meta={"user": 5})
 
 
+async def test_members_without_metadata_store_nothing_and_read_alike(layers):
+    """Without events a membership without metadata writes no presence entry:
+    every instance names it by the same anonymous key from group_members, and a
+    second add without metadata takes an older entry out."""
+    a, b = layers
+    one, two = await a.new_channel(), await b.new_channel()
+    await a.group_add("plain", one)
+    await b.group_add("plain", two, meta={"user": "B"})
+    client = a._connections.command_client("g.plain")
+    pc = f"{a.prefix}:{{g.plain}}:pc"
+    assert await client.hlen(pc) == 1  # B's only
+    seen_by_a, seen_by_b = (
+        await a.group_presence("plain"),
+        await b.group_presence("plain"),
+    )
+    assert seen_by_a == seen_by_b
+    (anon,) = [key for key in seen_by_a if key != "B"]
+    assert anon.startswith("anon-")
+    assert seen_by_a[anon] == [{}]
+    await b.group_add("plain", two)  # metadata gone: so is its entry
+    assert await client.hlen(pc) == 0
+    assert await a.group_presence_stats("plain") == PresenceStats(2, 2)
+    assert await a.group_presence("plain") == await b.group_presence("plain")
+    await a.group_discard("plain", one)
+    assert list((await b.group_presence("plain")).values()) == [[{}]]
+
+
 async def test_anonymous_keys_never_name_the_channel(layers):
     a, b = layers
     watcher = await Watcher(a, "room:5").join({"user": "watcher"})

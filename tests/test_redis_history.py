@@ -275,10 +275,9 @@ async def test_groups_without_history_store_nothing(layers):
     assert await receive(layer, channel) == {"type": "m"}
     client = layer._connections.command_client(group_tag("plain"))
     keys = {k async for k in client.scan_iter(match=f"{layer.prefix}:{{g.*")}
-    # the box set, and every membership's presence (issue 13): no history keys
-    assert keys == {
-        f"{layer.prefix}:{{g.plain}}:{s}".encode() for s in ["p", "pc", "pb"]
-    }
+    # the box set only: no history keys, and no presence entry for a
+    # membership without metadata
+    assert keys == {f"{layer.prefix}:{{g.plain}}:p".encode()}
     history = await layer.group_history("plain")
     assert (history.epoch, history.offset, history.recovered) == ("", 0, False)
 

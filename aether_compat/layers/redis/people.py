@@ -68,13 +68,22 @@ class People:
         """The presence part of a group_add, to run with the membership (one round
         trip: `Groups.add`), then `finish()`."""
         options = self._options(group)
+        events = options.presence_events
         box, field = field_of(channel)
-        value = encode_value(presence_key(meta, channel), meta)
+        # Without events nothing counts keys, so a membership without metadata
+        # stores nothing: readers name it from group_members (presence_key is
+        # the same in every process). An empty value takes out an older entry.
+        stored = bool(meta) or events
+        value = encode_value(presence_key(meta, channel), meta) if stored else b""
         self.touch(group)
         if box == self.box or box.startswith("c."):
             with self._lock:
-                self.mine.setdefault(group, {})[field] = value
-        events = options.presence_events
+                if stored:
+                    self.mine.setdefault(group, {})[field] = value
+                elif (fields := self.mine.get(group)) is not None:
+                    fields.pop(field, None)
+                    if not fields:
+                        del self.mine[group]
         if events:
             self.worker.ensure()
         lua = self.join_command(group, options, [(field, value)], state=events)
@@ -208,14 +217,20 @@ class People:
         )
         found: Presence = {}
         strays = set()
+        bare = set(members)  # members without stored metadata
         for i in range(0, len(pairs), 2):
             box, _, token = pairs[i].decode().partition(" ")
-            if channel_name(box, token or None) in members:
+            channel = channel_name(box, token or None)
+            if channel in members:
+                bare.discard(channel)
                 key, meta = decode_value(pairs[i + 1])
                 found.setdefault(key, []).append(codec.decode(meta))
             elif box.startswith("p.") and box != self.box:
                 strays.add(box)
         events = self._options(group).presence_events
+        if not events:  # with events every membership is stored (or not yet)
+            for channel in bare:
+                found.setdefault(presence_key({}, channel), []).append({})
         if strays:  # maybe a crashed process's: take them out now
             await self.worker.prune(group, sorted(strays), events)
         connections = sum(len(metas) for metas in found.values())

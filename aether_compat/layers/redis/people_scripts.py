@@ -5,7 +5,8 @@ atomic step, whichever process or server makes it.
 Keys of a group (base `<prefix>:{g.<group>}:`):
 
     pc  hash    connection ("<box> <token>", or a plain channel's box) ->
-                "<len(key)>:<key><meta msgpack>"
+                "<len(key)>:<key><meta msgpack>"; without presence events only
+                connections with metadata (readers name the others)
     pb  hash    box -> its connections here (crash sweeps read only this)
     pk  hash    presence-events groups: user key -> live connections
     pg  zset    presence-events groups: user key -> when its leave is due (grace)
@@ -106,9 +107,13 @@ end
 for i = 8, #ARGV, 2 do
   local field, value = ARGV[i], ARGV[i + 1]
   local old = redis.call('HGET', C, field)
-  redis.call('HSET', C, field, value)
-  if not old then redis.call('HINCRBY', B, box_of(field), 1) end
-  if events then
+  if value == '' then  -- no metadata, no events: nothing to store
+    if old then drop_field(field) end
+  else
+    redis.call('HSET', C, field, value)
+    if not old then redis.call('HINCRBY', B, box_of(field), 1) end
+  end
+  if events and value ~= '' then
     local key, meta = parse(value)
     if not old then
       key_up(key, meta, floor)
