@@ -19,6 +19,7 @@ from aether_compat.layers import RedisChannelLayer
 from tests.support.presence_watch import (
     Member,
     all_until,
+    all_until_progressing,
     open_members,
     signed_in_cookies,
 )
@@ -268,6 +269,7 @@ async def test_a_killed_servers_user_leaves_once_within_the_presence_timeout(
 # A thousand at once
 
 
+@pytest.mark.timeout(900)  # its pace is the machine's: see all_until_progressing
 async def test_a_thousand_joining_at_once_get_at_most_10_diffs_a_second(
     tmp_path, template_db
 ):
@@ -280,18 +282,21 @@ async def test_a_thousand_joining_at_once_get_at_most_10_diffs_a_second(
     joins a second on the shared 2-core test machine)."""
     count = 1000
     db_path = copy_database(template_db, tmp_path)
+    # Each handshake joins the room first; under load that can pass daphne's
+    # default 5 s handshake limit, and daphne then resets the socket.
+    patient = ("--websocket_connect_timeout", "120")
     with (
         redis_server() as redis,
-        daphne_servers(db_path, 2, AETHER_REDIS_URL=redis.url) as servers,
+        daphne_servers(db_path, 2, *patient, AETHER_REDIS_URL=redis.url) as servers,
     ):
         s = Stage(servers, db_path, redis.url, "crowd")
         try:
             members, opened_s = await open_members(
-                s.ports, s.group, count, at_once=AT_ONCE
+                s.ports, s.group, count, at_once=AT_ONCE, within=150
             )
             s.opened += members
-            await asyncio.gather(*(m.joined(60) for m in members))
-            await all_until(members, lambda m: len(m.members) == count, 60)
+            await all_until_progressing(members, lambda m: m.state is not None, 30)
+            await all_until_progressing(members, lambda m: len(m.members) == count, 30)
             settled = await s.presence()
             exact = sum(1 for m in members if m.members.keys() == settled.keys())
             peaks = [m.peak_diffs_per_second() for m in members]

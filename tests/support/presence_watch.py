@@ -69,6 +69,7 @@ class Member:
         self.members: dict[str, list[dict[str, Any]]] = {}
         self.diffs: list[tuple[float, dict[str, Any]]] = []
         self.chat_frames = 0
+        self.frames = 0  # every frame, ours or not: a sign of progress
         self.errors: list[dict[str, Any]] = []  # aether.error replies
         self.bytes: Counter[str] = Counter()
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
@@ -142,12 +143,18 @@ class Member:
                 f"{self.name or 'a member'} of {self.group} waited {within} s in "
                 f"vain; it holds {len(self.members)} members, {len(self.diffs)} "
                 f"diffs, {self.chat_frames} chat frames, errors {self.errors[-3:]}"
+                + (
+                    f"; its socket closed (code {self.client.close_code})"
+                    if self.client.closed.is_set()
+                    else ""
+                )
             ) from None
         finally:
             self._waiters.remove(entry)
 
     def _frame(self, data: bytes) -> None:
         frame = json.loads(data)
+        self.frames += 1
         kind = frame.get("type", "")
         self.bytes[kind] += len(data)
         ours = frame.get("group") == self.group
@@ -164,6 +171,8 @@ class Member:
             self.chat_frames += 1
         elif kind == "aether.error":
             self.errors.append(frame)
+        elif kind == "aether.ping" and not self.client.closed.is_set():
+            self.client.send_text('{"action": "pong"}')  # as aether.js does
         for predicate, future in list(self._waiters):
             if not future.done() and predicate():
                 future.set_result(None)
@@ -176,6 +185,7 @@ async def open_members(
     *,
     cookies: list[str | None] | None = None,
     at_once: int = 100,
+    within: float = 60,
 ) -> tuple[list[Member], float]:
     """`count` members of `group`, spread round-robin over the servers on `ports`,
     opened `at_once` at a time (the test process's share of two cores caps the
@@ -186,7 +196,7 @@ async def open_members(
     async def open_one(n: int) -> None:
         async with gate:
             cookie = cookies[n] if cookies else None
-            await members[n].open(ports[n % len(ports)], cookie, within=60)
+            await members[n].open(ports[n % len(ports)], cookie, within=within)
 
     started = time.monotonic()
     await asyncio.gather(*(open_one(n) for n in range(count)))
@@ -198,3 +208,25 @@ async def all_until(
 ) -> None:
     """Wait until `predicate(member)` holds for every member."""
     await asyncio.gather(*(m.until(lambda m=m: predicate(m), within) for m in members))
+
+
+async def all_until_progressing(
+    members: list[Member],
+    predicate: Callable[[Member], bool],
+    stall: float,
+    cap: float = 600,
+) -> None:
+    """`all_until` for work whose pace is the machine's (a thousand joins on two
+    shared cores): fails once no member got any frame for `stall` seconds, or
+    after `cap` seconds, not at a fixed time while frames still flow."""
+    deadline = time.monotonic() + cap
+    for member in members:
+        while True:
+            seen = sum(m.frames for m in members)
+            try:
+                await member.until(lambda m=member: predicate(m), stall)
+                break
+            except AssertionError:
+                stalled = sum(m.frames for m in members) == seen
+                if stalled or time.monotonic() > deadline:
+                    raise

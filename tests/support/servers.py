@@ -142,11 +142,18 @@ class Browser:
 
 @contextlib.contextmanager
 def asgi_servers(
-    db_path: Path, count: int, kind: str = "daphne", **env: str
+    db_path: Path,
+    count: int,
+    kind: str = "daphne",
+    launcher: tuple[str, ...] | None = None,
+    **env: str,
 ) -> Iterator[list[AsgiServer]]:
     """`count` demo servers of `kind` on one database, started side by side (each
-    takes a second or two to import Django), all stopped at the end."""
-    servers = [AsgiServer(db_path, kind=kind, **env) for _ in range(count)]
+    takes a second or two to import Django), all stopped at the end. `launcher`
+    as for `AsgiServer` (it may carry the server's own options)."""
+    servers = [
+        AsgiServer(db_path, kind=kind, launcher=launcher, **env) for _ in range(count)
+    ]
     threads = [threading.Thread(target=_start_quietly, args=(s,)) for s in servers]
     with contextlib.ExitStack() as stack:
         for server in servers:
@@ -162,10 +169,11 @@ def asgi_servers(
 
 
 def daphne_servers(
-    db_path: Path, count: int, **env: str
+    db_path: Path, count: int, *options: str, **env: str
 ) -> contextlib.AbstractContextManager[list[AsgiServer]]:
-    """`asgi_servers(db_path, count, "daphne", ...)`."""
-    return asgi_servers(db_path, count, "daphne", **env)
+    """`asgi_servers(db_path, count, "daphne", ...)`; `options` are daphne's."""
+    launcher = (sys.executable, "-m", "daphne", *options) if options else None
+    return asgi_servers(db_path, count, "daphne", launcher, **env)
 
 
 def _start_quietly(server: AsgiServer) -> None:
