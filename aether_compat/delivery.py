@@ -47,6 +47,8 @@ class SocketDelivery(AsyncWebsocketConsumer):
     def start_task(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run `coroutine` while the connection lives; it is cancelled when it ends."""
         task = asyncio.ensure_future(coroutine)
+        if self._tasks is None:  # most connections never start one
+            self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -228,7 +230,7 @@ class SocketDelivery(AsyncWebsocketConsumer):
     async def _attach_channel(self, send: Any) -> Any:
         """Register a session where the layer has them; return what the dispatch
         loop should read for layer events."""
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] | None = None
         self._closing = False
         self._watch: asyncio.TimerHandle | None = None
         self._buffer = OutboundBuffer(send, self.start_task, self._watch_outbound)
@@ -246,7 +248,7 @@ class SocketDelivery(AsyncWebsocketConsumer):
     def _cancel_tasks(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
-        for task in list(self._tasks):
+        for task in list(self._tasks or ()):
             task.cancel()
 
     async def _detach_channel(self) -> None:

@@ -47,7 +47,8 @@ class OutboundBuffer:
         self._start_task = start_task
         self._on_block = on_block
         self._clock = clock
-        self._frames: deque[tuple[dict[str, Any], int]] = deque()
+        self._frames: deque[tuple[dict[str, Any], int]] | None = None
+        """Made by the first write that waits (most connections never have one)."""
         self._task: asyncio.Task[Any] | None = None
         self.queued_bytes = 0
         self.blocked_since: float | None = None
@@ -62,6 +63,8 @@ class OutboundBuffer:
         """Hand `message` to the server now, or queue it behind a blocked write.
         Raises what the server's `send` raises when it fails at once."""
         if self._task is not None:
+            if self._frames is None:
+                self._frames = deque()
             self._frames.append((message, size))
             self.queued_bytes += size
             return
@@ -87,9 +90,10 @@ class OutboundBuffer:
                 self.blocked_since = self._clock()
                 await self._send(message)
         except Exception as exc:  # the connection is ending; its frames go with it
-            logger.debug("dropped %d queued frames: %r", len(self._frames) + 1, exc)
+            queued = len(self._frames) if self._frames else 0
+            logger.debug("dropped %d queued frames: %r", queued + 1, exc)
         finally:
-            self._frames.clear()
+            self._frames = None
             self.queued_bytes = 0
             self.blocked_since = None
             self._task = None
