@@ -17,7 +17,7 @@ from typing import Any
 from .connections import Command, script
 from .groups import Groups
 from .handoff import Handoff
-from .local import Item, LocalChannels
+from .local import Item, LocalChannels, message_of
 from .pump import Pump
 from .scripts import ACK
 from .util import (
@@ -150,20 +150,22 @@ class Inbox:
 
     # Acks: counts of received or expired messages, taken back in Redis
 
-    async def take(self, channel: str, token: str, capacity: int) -> bytes:
+    async def take(self, channel: str, token: str, capacity: int) -> dict[str, Any]:
         """The next message of one of this instance's channels, waiting as long
-        as it takes; what it takes or drops is acked back to Redis."""
+        as it takes; what it takes or drops is acked back to Redis. The hot path
+        (park, be handed the item, take it) calls as little as it can."""
         local = self.local
         while True:
-            if local.has_messages(channel):
+            if local._buffers.get(channel):  # as `has_messages`
                 if local.may_look_full(channel, token, capacity):
                     await self.ack_ahead(token)
-                payload = local.take(channel, now_ms())
+                item = local.take_item(channel, now_ms())
                 self.flush_acks_soon()  # it took, or dropped expired ones
-                if payload is not None:
-                    return payload
-            if self._running_on is asyncio.get_running_loop():
-                waiter = local.park(channel)
+                if item is not None:
+                    return message_of(item)
+            loop = asyncio.get_running_loop()
+            if self._running_on is loop:
+                waiter = local.park(channel, loop)
                 try:
                     item = await waiter
                 except asyncio.CancelledError:
@@ -181,11 +183,12 @@ class Inbox:
                 except asyncio.CancelledError:
                     local.put_back(channel, item)
                     raise
-            payload = local.taken(channel, item, now_ms())
-            if local.acks:  # an open item's readers ack nothing, but the last
+            if local.taken(channel, item, now_ms()) is not None:
+                if local.acks:  # an open item's readers ack nothing, but the last
+                    self.flush_acks_soon()
+                return message_of(item)
+            if local.acks:
                 self.flush_acks_soon()
-            if payload is not None:
-                return payload
 
     def drain_acks(self) -> dict[str, int]:
         """The acks to send now, less those already taken back ahead."""

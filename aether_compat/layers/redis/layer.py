@@ -217,8 +217,7 @@ class RedisChannelLayer(AetherLayer):
                 "instance whose new_channel() made it can receive on it"
             )
         if token is not None:  # the local buffers note who waits and reads
-            payload = await self._inbox.take(channel, token, self._capacity(channel))
-            return codec.decode(payload)
+            return await self._inbox.take(channel, token, self._capacity(channel))
         self._readers.enter(channel)  # a channel received on keeps its groups
         try:
             return await self._plain.receive(box)
