@@ -26,7 +26,9 @@ MESSAGE = {"type": "chat.message", "text": "Hello, everyone in the room!", "n": 
 MEMBERS = 1000
 
 
-async def run(hosts: str, rounds: int, profile: bool, top: int) -> None:
+async def run(
+    hosts: str, rounds: int, profile: bool, top: int, sort: str = "tottime"
+) -> None:
     layer = RedisChannelLayer(hosts=[hosts], prefix=f"prof-{uuid.uuid4().hex[:8]}")
     try:
         names = [await layer.new_channel() for _ in range(MEMBERS)]
@@ -52,7 +54,7 @@ async def run(hosts: str, rounds: int, profile: bool, top: int) -> None:
         await layer.flush()
         await layer.close()
     if profile:
-        stats = pstats.Stats(profiler).sort_stats("tottime")
+        stats = pstats.Stats(profiler).sort_stats(sort)
         stats.print_stats(top)
 
 
@@ -62,8 +64,9 @@ def main() -> None:
     parser.add_argument("--hosts", default="redis://127.0.0.1:6379")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--sort", default="tottime", help="a pstats sort key")
     args = parser.parse_args()
-    asyncio.run(run(args.hosts, args.rounds, not args.no_profile, args.top))
+    asyncio.run(run(args.hosts, args.rounds, not args.no_profile, args.top, args.sort))
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Awaitable
+from time import time_ns
 from typing import Any
 
+from .. import codec
 from .connections import Command, script
 from .groups import Groups
 from .handoff import Handoff
@@ -183,10 +185,12 @@ class Inbox:
                 except asyncio.CancelledError:
                     local.put_back(channel, item)
                     raise
-            if local.taken(channel, item, now_ms()) is not None:
+            # now_ms() inline: one call less per delivery
+            if local.taken(channel, item, time_ns() // 1_000_000) is not None:
                 if local.acks:  # an open item's readers ack nothing, but the last
                     self.flush_acks_soon()
-                return message_of(item)
+                shared = item[4]  # as `message_of`, inline
+                return codec.decode(item[1]) if shared is None else shared.copy()
             if local.acks:
                 self.flush_acks_soon()
 

@@ -217,7 +217,10 @@ class RedisChannelLayer(AetherLayer):
                 "instance whose new_channel() made it can receive on it"
             )
         if token is not None:  # the local buffers note who waits and reads
-            return await self._inbox.take(channel, token, self._capacity(channel))
+            capacity = (  # as `_capacity`, inline
+                self.get_capacity(channel) if self.channel_capacity else self.capacity
+            )
+            return await self._inbox.take(channel, token, capacity)
         self._readers.enter(channel)  # a channel received on keeps its groups
         try:
             return await self._plain.receive(box)

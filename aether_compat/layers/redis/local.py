@@ -27,6 +27,7 @@ import asyncio
 import heapq
 import itertools
 import threading
+from asyncio import Future
 from collections import deque
 from typing import Any
 
@@ -303,7 +304,7 @@ class LocalChannels:
         one must be `unpark`ed."""
         if loop is None:
             loop = asyncio.get_running_loop()
-        waiter = loop.create_future()
+        waiter = Future(loop=loop)  # as loop.create_future(), one call less
         self._lock.acquire()
         try:
             waiters = self._waiters.get(name)
