@@ -12,10 +12,8 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Awaitable
-from time import time_ns
 from typing import Any
 
-from .. import codec
 from .connections import Command, script
 from .groups import Groups
 from .handoff import Handoff
@@ -52,7 +50,8 @@ class Inbox:
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._spare: set[asyncio.Task[Any]] = set()
         self._lock = threading.Lock()
-        self._running_on: asyncio.AbstractEventLoop | None = None
+        # the loop the pump and sweeper run on, checked (receive() reads it too)
+        self.running_on: asyncio.AbstractEventLoop | None = None
         self._pump_object: Pump | None = None
         self._stuck: asyncio.AbstractEventLoop | None = None  # runs, answers nothing
         self._owed: dict[str, int] = {}  # token -> acks sent ahead of the take
@@ -61,7 +60,7 @@ class Inbox:
         """Start the pump and the sweeper here unless they run on another loop that
         is running; True if they run on this loop."""
         loop = asyncio.get_running_loop()
-        if self._running_on is loop:
+        if self.running_on is loop:
             return True
         with self._lock:
             pump = self._tasks.get("pump")
@@ -76,7 +75,7 @@ class Inbox:
                     task = loop.create_task(self._job(name), name=f"aether-{name}")
                     task.add_done_callback(self._job_ended)
                     self._tasks[name] = task
-            self._running_on, self._stuck = loop, None
+            self.running_on, self._stuck = loop, None
             return True
 
     async def wait(self, channel: str) -> Item | None:
@@ -124,7 +123,7 @@ class Inbox:
                 there.call_soon_threadsafe(task.cancel)
 
     def _job_ended(self, task: asyncio.Task[Any]) -> None:
-        self._running_on = None  # the next caller checks them all again
+        self.running_on = None  # the next caller checks them all again
 
     def own(self, coroutine: Awaitable[Any]) -> None:
         """Run a small follow-up task, kept so that `stop` can end it."""
@@ -152,31 +151,35 @@ class Inbox:
 
     # Acks: counts of received or expired messages, taken back in Redis
 
-    async def take(self, channel: str, token: str, capacity: int) -> dict[str, Any]:
+    async def take(
+        self, channel: str, token: str, capacity: int, item: Item | None = None
+    ) -> dict[str, Any]:
         """The next message of one of this instance's channels, waiting as long
-        as it takes; what it takes or drops is acked back to Redis. The hot path
-        (park, be handed the item, take it) calls as little as it can."""
+        as it takes; what it takes or drops is acked back to Redis. `item`: one
+        handed to this reader already, not taken yet (the layer's `receive()` parks
+        and takes by itself in the usual case, and calls this for the rest)."""
         local = self.local
         while True:
-            if local._buffers.get(channel):  # as `has_messages`
+            if item is None and local._buffers.get(channel):  # as `has_messages`
                 if local.may_look_full(channel, token, capacity):
                     await self.ack_ahead(token)
                 item = local.take_item(channel, now_ms())
                 self.flush_acks_soon()  # it took, or dropped expired ones
                 if item is not None:
                     return message_of(item)
-            loop = asyncio.get_running_loop()
-            if self._running_on is loop:
-                waiter = local.park(channel, loop)
-                try:
-                    item = await waiter
-                except asyncio.CancelledError:
-                    local.unpark(channel, waiter)
-                    raise
-            else:
-                item = await self.wait(channel)
             if item is None:
-                continue  # look in the buffer
+                loop = asyncio.get_running_loop()
+                if self.running_on is loop:
+                    waiter = local.park(channel, loop)
+                    try:
+                        item = await waiter
+                    except asyncio.CancelledError:
+                        local.unpark(channel, waiter)
+                        raise
+                else:
+                    item = await self.wait(channel)
+                if item is None:
+                    continue  # look in the buffer
             if 1 + local.acks.get(token, 0) >= capacity:  # as `may_look_full`
                 if item[3] is not None:  # an open item: counted for us until settled
                     local.settle_now(item[3])
@@ -185,14 +188,12 @@ class Inbox:
                 except asyncio.CancelledError:
                     local.put_back(channel, item)
                     raise
-            # now_ms() inline: one call less per delivery
-            if local.taken(channel, item, time_ns() // 1_000_000) is not None:
-                if local.acks:  # an open item's readers ack nothing, but the last
-                    self.flush_acks_soon()
-                shared = item[4]  # as `message_of`, inline
-                return codec.decode(item[1]) if shared is None else shared.copy()
-            if local.acks:
+            payload = local.taken(channel, item, now_ms())
+            if local.acks:  # an open item's readers ack nothing, but the last
                 self.flush_acks_soon()
+            if payload is not None:
+                return message_of(item)
+            item = None
 
     def drain_acks(self) -> dict[str, int]:
         """The acks to send now, less those already taken back ahead."""

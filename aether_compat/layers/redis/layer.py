@@ -12,6 +12,7 @@ import itertools
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from re import Pattern
+from time import time_ns
 from typing import Any
 
 from ...errors import ChannelFull, MemberUnreachable
@@ -220,7 +221,30 @@ class RedisChannelLayer(AetherLayer):
             capacity = (  # as `_capacity`, inline
                 self.get_capacity(channel) if self.channel_capacity else self.capacity
             )
-            return await self._inbox.take(channel, token, capacity)
+            # The usual case here, in one coroutine and few calls: park on the
+            # pump's loop, be handed the item, take it (as `Inbox.take` does).
+            inbox = self._inbox
+            loop = inbox.running_on
+            local = inbox.local
+            if loop is not asyncio.get_running_loop():
+                return await inbox.take(channel, token, capacity)
+            waiter = local.park_empty(channel, loop)
+            if waiter is None:  # something is buffered
+                return await inbox.take(channel, token, capacity)
+            try:
+                item = await waiter
+            except asyncio.CancelledError:
+                local.unpark(channel, waiter)
+                raise
+            if item is not None and 1 + local.acks.get(token, 0) < capacity:
+                taken = local.taken(channel, item, time_ns() // 1_000_000)
+                if local.acks:  # an open item's readers ack nothing, but the last
+                    inbox.flush_acks_soon()
+                if taken is not None:  # as `message_of`, inline
+                    shared = item[4]
+                    return codec.decode(taken) if shared is None else shared.copy()
+                item = None  # it expired
+            return await inbox.take(channel, token, capacity, item)
         self._readers.enter(channel)  # a channel received on keeps its groups
         try:
             return await self._plain.receive(box)
