@@ -33,7 +33,7 @@ from .groups import GONE, Groups, skip_entries
 from .history import RedisHistory
 from .idempotency import claim
 from .inbox import Inbox, format_acks
-from .keys import Route, box_base, route, scan_pattern
+from .keys import box_base, route, scan_pattern
 from .lifecycle import Readers, track
 from .people import People
 from .people_worker import Worker
@@ -91,7 +91,8 @@ class RedisChannelLayer(AetherLayer):
         self._box = "p." + self.client_id
         self._names = itertools.count(1)
         self._announced = False
-        self._routes: dict[str, Route] = {}
+        # channel -> (box, token, capacity), for receive(): checked once per name
+        self._routes: dict[str, tuple[str, str | None, int]] = {}
         self._presence = Presence(
             self.prefix, self._box, self.presence_timeout, self.group_expiry
         )
@@ -210,17 +211,15 @@ class RedisChannelLayer(AetherLayer):
             self.require_valid_channel_name(channel)
             if len(self._routes) >= 100_000:  # names of gone consumers pile up
                 self._routes.clear()
-            known = self._routes[channel] = route(channel)
-        box, token = known
+            box, token = route(channel)
+            known = self._routes[channel] = (box, token, self._capacity(channel))
+        box, token, capacity = known
         if token is not None and box != self._box:
             raise ValueError(
                 f"channel {channel!r} belongs to another layer instance: only the "
                 "instance whose new_channel() made it can receive on it"
             )
         if token is not None:  # the local buffers note who waits and reads
-            capacity = (  # as `_capacity`, inline
-                self.get_capacity(channel) if self.channel_capacity else self.capacity
-            )
             # The usual case here, in one coroutine and few calls: park on the
             # pump's loop, be handed the item, take it (as `Inbox.take` does).
             inbox = self._inbox
