@@ -2,7 +2,8 @@
 decoded message when every value of it is immutable, and decodes afresh for each
 reader otherwise. Either way a reader owns what it got: changing it, nested values
 included, never changes what another reader gets, handed over while parked or
-taken later from the buffer."""
+taken later from the buffer. And receive()'s own hand-off path stays safe to
+cancel."""
 
 import asyncio
 import copy
@@ -15,6 +16,7 @@ from aether_compat.layers.codec import encode
 from aether_compat.layers.redis.handoff import shared_message
 from tests.support.layers import REDIS_URL
 from tests.support.parking import until_parked
+from tests.test_redis_open_items import all_settled
 
 pytestmark = pytest.mark.redis
 
@@ -114,3 +116,32 @@ async def test_two_copies_of_one_message_are_distinct_objects(make_redis):
     first, second = await asyncio.wait_for(asyncio.gather(*readers), 10)
     assert first == second == FLAT
     assert first is not second
+
+
+async def test_a_reader_cancelled_after_the_hand_off_puts_it_back_counted(
+    make_redis, monkeypatch
+):
+    """receive() takes a handed item by itself (the usual case): cancelled after
+    the hand-off, before it ran, it puts the item back first, counted, and the
+    next receive() gets it, then the next message, in order."""
+    owner = make_redis()
+    name = await owner.new_channel()
+    await owner.group_add("room", name)
+    reader = asyncio.ensure_future(owner.receive(name))
+    await until_parked(owner, name)
+    local = owner._inbox.local
+    put = local.put
+
+    def put_then_cancel(*args, **kwargs):
+        put(*args, **kwargs)  # handed to the parked reader...
+        reader.cancel()  # ...which is cancelled before it runs
+
+    monkeypatch.setattr(local, "put", put_then_cancel)
+    await owner.group_send("room", {"type": "m", "n": 1})
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(reader, 10)
+    monkeypatch.setattr(local, "put", put)
+    await owner.group_send("room", {"type": "m", "n": 2})
+    for n in (1, 2):
+        assert await asyncio.wait_for(owner.receive(name), 10) == {"type": "m", "n": n}
+    await all_settled(owner)
