@@ -89,10 +89,24 @@ class LocalChannels:
         try:
             buffers, waiting, acks = self._buffers, self._waiters, self.acks
             for name, token in targets:
-                buffer = buffers.get(name)
                 waiters = waiting.get(name)
+                if (  # one reader parked on this loop, none buffered: the usual case
+                    waiters is not None
+                    and len(waiters) == 1
+                    and name not in buffers
+                    and (waiter := waiters[0]).get_loop() is running
+                    and not waiter.done()
+                ):
+                    del waiting[name]
+                    waiter.set_result(
+                        (deadline, payload, token if counted else None, opened, shared)
+                    )
+                    if opened is not None:
+                        opened.waiting.add(token)
+                    continue
+                buffer = buffers.get(name)
                 if buffer is None:
-                    if waiters:  # one reader parked on this loop: the usual case
+                    if waiters:  # several readers, or one on another loop
                         handed = (
                             deadline,
                             payload,
@@ -100,15 +114,7 @@ class LocalChannels:
                             opened,
                             shared,
                         )
-                        waiter = waiters[0]
-                        if len(waiters) == 1 and waiter.get_loop() is running:
-                            if not waiter.done():
-                                del waiting[name]
-                                waiter.set_result(handed)
-                                if opened is not None:
-                                    opened.waiting.add(token)
-                                continue
-                        elif _hand(waiters, handed, running):
+                        if _hand(waiters, handed, running):
                             if opened is not None:
                                 opened.waiting.add(token)
                             if not waiters:
@@ -123,8 +129,8 @@ class LocalChannels:
                 buffered.append(name)
                 if waiters:
                     wake_one(waiters, running)
-                    if not waiters:
-                        del waiting[name]
+                if waiters is not None and not waiters:
+                    del waiting[name]
             if buffered:
                 entry = (deadline, next(self._order), tuple(buffered))
                 heapq.heappush(self._deadlines, entry)
