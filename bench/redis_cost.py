@@ -9,7 +9,10 @@ same run, alternating, so the table is a before/after.
 Redis figures come from INFO commandstats of a private redis-server: "Lua" is the
 time of the scripts less the commands they ran. Python figures are the process's CPU
 time per round (every thread of it), and the decode share is `codec.decode` timed on
-the same message. Medians of the repeats.
+the same message. Medians of the repeats. Since a group item's readers share one
+decode (shallow copies of a message whose values are all immutable, as this one's
+are), the decode row is what a decode per reader would cost: compare the sum of the
+two Python rows ("Python total") across commits.
 """
 
 import argparse
@@ -112,7 +115,9 @@ async def main() -> None:
     names = list(contestants)
     print(f"µs per delivery, group_send to {MEMBERS:,} receivers of one process")
     print("part".ljust(28) + "".join(n.rjust(10) for n in names))
-    for part in (*PARTS, "wall"):
+    for sample in (s for runs in samples.values() for s in runs):
+        sample["Python total"] = sample["Python decode"] + sample["Python dispatch"]
+    for part in (*PARTS, "Python total", "wall"):
         cells = [statistics.median(s[part] for s in samples[n]) for n in names]
         label = "wall (per delivery)" if part == "wall" else part
         print(label.ljust(28) + "".join(f"{c:10.2f}" for c in cells))

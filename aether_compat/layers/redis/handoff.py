@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ...sessions import Started
+from ..memory_queue import shareable
 from .confirm import Failure, answer, answer_commands, split_mark
 from .keys import channel_name, decode_item, route
 from .local import LocalChannels, OpenItem
@@ -40,7 +41,8 @@ class Handoff:
         self._own = own  # runs a follow-up task that the inbox stops with its loop
         self._expiry_ms = parts.rules.expiry_ms
         self.sequencer: Any = None  # set by the layer: history groups' order
-        self._names: dict[str, str] = {}  # token -> channel name, as met
+        # token -> (channel name, token), as met: one tuple for every item
+        self._targets: dict[str, tuple[str, str]] = {}
 
     def deliver(self, items: list[bytes]) -> None:
         """Hand items to buffers and sessions; never waits for a session."""
@@ -99,23 +101,31 @@ class Handoff:
         if deadline <= 0:
             deadline = now_ms() + self._expiry_ms
         targets, sessions, taken = [], [], []
-        names, registered = self._names, self._sessions
-        if len(names) >= _NAMES_KEPT:
-            names.clear()
-        for token in tokens:
-            name = names.get(token)
-            if name is None:
-                name = names[token] = channel_name(self.box, token)
-            session = registered.get(name) if len(registered) else None
-            if session is None:
-                targets.append((name, token))
-            else:
-                taken.append(token)
-                sessions.append(session)
+        found, registered = self._targets, self._sessions
+        if len(found) >= _NAMES_KEPT:
+            found.clear()
+        if len(registered):
+            for token in tokens:
+                target = found.get(token)
+                if target is None:
+                    target = found[token] = (channel_name(self.box, token), token)
+                session = registered.get(target[0])
+                if session is None:
+                    targets.append(target)
+                else:
+                    taken.append(token)
+                    sessions.append(session)
+        else:  # no session registered: every token is read through receive()
+            for token in tokens:
+                target = found.get(token)
+                if target is None:
+                    target = found[token] = (channel_name(self.box, token), token)
+                targets.append(target)
         if counted and opened is None:
             self.local.ack_all(taken)
         if targets or opened is not None:
-            self.local.put(deadline, targets, payload, counted, opened)
+            shared = shared_message(payload) if len(targets) > 1 else None
+            self.local.put(deadline, targets, payload, counted, opened, shared)
         if not sessions:
             return None
         return self._sessions.start_many(sessions, payload, asyncio.get_running_loop())
@@ -177,3 +187,14 @@ def split_open(tokens: list[str]) -> tuple[str | None, list[str]]:
     if tokens and tokens[0].startswith(_OPEN):
         return tokens[0][1:], tokens[1:]
     return None, tokens
+
+
+def shared_message(payload: bytes) -> dict[str, Any] | None:
+    """The decoded payload for its readers to copy (see local.py), when every value
+    of it is immutable; None: each reader decodes its own (as it does a payload
+    that does not decode, and then meets the error itself)."""
+    try:
+        message = shareable(payload)
+    except Exception:  # not ours to judge here: receive() raises it as before
+        return None
+    return message if type(message) is dict else None

@@ -17,7 +17,7 @@ from typing import Any
 from .connections import Command, script
 from .groups import Groups
 from .handoff import Handoff
-from .local import Item, LocalChannels
+from .local import Item, LocalChannels, message_of
 from .pump import Pump
 from .scripts import ACK
 from .util import (
@@ -50,7 +50,8 @@ class Inbox:
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._spare: set[asyncio.Task[Any]] = set()
         self._lock = threading.Lock()
-        self._running_on: asyncio.AbstractEventLoop | None = None
+        # the loop the pump and sweeper run on, checked (receive() reads it too)
+        self.running_on: asyncio.AbstractEventLoop | None = None
         self._pump_object: Pump | None = None
         self._stuck: asyncio.AbstractEventLoop | None = None  # runs, answers nothing
         self._owed: dict[str, int] = {}  # token -> acks sent ahead of the take
@@ -59,7 +60,7 @@ class Inbox:
         """Start the pump and the sweeper here unless they run on another loop that
         is running; True if they run on this loop."""
         loop = asyncio.get_running_loop()
-        if self._running_on is loop:
+        if self.running_on is loop:
             return True
         with self._lock:
             pump = self._tasks.get("pump")
@@ -74,7 +75,7 @@ class Inbox:
                     task = loop.create_task(self._job(name), name=f"aether-{name}")
                     task.add_done_callback(self._job_ended)
                     self._tasks[name] = task
-            self._running_on, self._stuck = loop, None
+            self.running_on, self._stuck = loop, None
             return True
 
     async def wait(self, channel: str) -> Item | None:
@@ -122,7 +123,7 @@ class Inbox:
                 there.call_soon_threadsafe(task.cancel)
 
     def _job_ended(self, task: asyncio.Task[Any]) -> None:
-        self._running_on = None  # the next caller checks them all again
+        self.running_on = None  # the next caller checks them all again
 
     def own(self, coroutine: Awaitable[Any]) -> None:
         """Run a small follow-up task, kept so that `stop` can end it."""
@@ -150,29 +151,35 @@ class Inbox:
 
     # Acks: counts of received or expired messages, taken back in Redis
 
-    async def take(self, channel: str, token: str, capacity: int) -> bytes:
+    async def take(
+        self, channel: str, token: str, capacity: int, item: Item | None = None
+    ) -> dict[str, Any]:
         """The next message of one of this instance's channels, waiting as long
-        as it takes; what it takes or drops is acked back to Redis."""
+        as it takes; what it takes or drops is acked back to Redis. `item`: one
+        handed to this reader already, not taken yet (the layer's `receive()` parks
+        and takes by itself in the usual case, and calls this for the rest)."""
         local = self.local
         while True:
-            if local.has_messages(channel):
+            if item is None and local._buffers.get(channel):  # as `has_messages`
                 if local.may_look_full(channel, token, capacity):
                     await self.ack_ahead(token)
-                payload = local.take(channel, now_ms())
+                item = local.take_item(channel, now_ms())
                 self.flush_acks_soon()  # it took, or dropped expired ones
-                if payload is not None:
-                    return payload
-            if self._running_on is asyncio.get_running_loop():
-                waiter = local.park(channel)
-                try:
-                    item = await waiter
-                except asyncio.CancelledError:
-                    local.unpark(channel, waiter)
-                    raise
-            else:
-                item = await self.wait(channel)
+                if item is not None:
+                    return message_of(item)
             if item is None:
-                continue  # look in the buffer
+                loop = asyncio.get_running_loop()
+                if self.running_on is loop:
+                    waiter = local.park(channel, loop)
+                    try:
+                        item = await waiter
+                    except asyncio.CancelledError:
+                        local.unpark(channel, waiter)
+                        raise
+                else:
+                    item = await self.wait(channel)
+                if item is None:
+                    continue  # look in the buffer
             if 1 + local.acks.get(token, 0) >= capacity:  # as `may_look_full`
                 if item[3] is not None:  # an open item: counted for us until settled
                     local.settle_now(item[3])
@@ -185,7 +192,8 @@ class Inbox:
             if local.acks:  # an open item's readers ack nothing, but the last
                 self.flush_acks_soon()
             if payload is not None:
-                return payload
+                return message_of(item)
+            item = None
 
     def drain_acks(self) -> dict[str, int]:
         """The acks to send now, less those already taken back ahead."""

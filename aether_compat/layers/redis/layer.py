@@ -12,6 +12,7 @@ import itertools
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from re import Pattern
+from time import time_ns
 from typing import Any
 
 from ...errors import ChannelFull, MemberUnreachable
@@ -32,7 +33,7 @@ from .groups import GONE, Groups, skip_entries
 from .history import RedisHistory
 from .idempotency import claim
 from .inbox import Inbox, format_acks
-from .keys import Route, box_base, route, scan_pattern
+from .keys import box_base, route, scan_pattern
 from .lifecycle import Readers, track
 from .people import People
 from .people_worker import Worker
@@ -90,7 +91,8 @@ class RedisChannelLayer(AetherLayer):
         self._box = "p." + self.client_id
         self._names = itertools.count(1)
         self._announced = False
-        self._routes: dict[str, Route] = {}
+        # channel -> (box, token, capacity), for receive(): checked once per name
+        self._routes: dict[str, tuple[str, str | None, int]] = {}
         self._presence = Presence(
             self.prefix, self._box, self.presence_timeout, self.group_expiry
         )
@@ -209,16 +211,39 @@ class RedisChannelLayer(AetherLayer):
             self.require_valid_channel_name(channel)
             if len(self._routes) >= 100_000:  # names of gone consumers pile up
                 self._routes.clear()
-            known = self._routes[channel] = route(channel)
-        box, token = known
+            box, token = route(channel)
+            known = self._routes[channel] = (box, token, self._capacity(channel))
+        box, token, capacity = known
         if token is not None and box != self._box:
             raise ValueError(
                 f"channel {channel!r} belongs to another layer instance: only the "
                 "instance whose new_channel() made it can receive on it"
             )
         if token is not None:  # the local buffers note who waits and reads
-            payload = await self._inbox.take(channel, token, self._capacity(channel))
-            return codec.decode(payload)
+            # The usual case here, in one coroutine and few calls: park on the
+            # pump's loop, be handed the item, take it (as `Inbox.take` does).
+            inbox = self._inbox
+            loop = inbox.running_on
+            local = inbox.local
+            if loop is not asyncio.get_running_loop():
+                return await inbox.take(channel, token, capacity)
+            waiter = local.park_empty(channel, loop)
+            if waiter is None:  # something is buffered
+                return await inbox.take(channel, token, capacity)
+            try:
+                item = await waiter
+            except asyncio.CancelledError:
+                local.unpark(channel, waiter)
+                raise
+            if item is not None and 1 + local.acks.get(token, 0) < capacity:
+                taken = local.taken(channel, item, time_ns() // 1_000_000)
+                if local.acks:  # an open item's readers ack nothing, but the last
+                    inbox.flush_acks_soon()
+                if taken is not None:  # as `message_of`, inline
+                    shared = item[4]
+                    return codec.decode(taken) if shared is None else shared.copy()
+                item = None  # it expired
+            return await inbox.take(channel, token, capacity, item)
         self._readers.enter(channel)  # a channel received on keeps its groups
         try:
             return await self._plain.receive(box)

@@ -17,14 +17,21 @@ member's count, because none could be full; Redis counts it for all of them unti
 this process settles it ("*<id>" among the acks). A member whose copy goes into a
 buffer instead of to a waiting reader gets its count raised (a negative ack), and
 the item is settled once every reader it was handed to took it or put it back.
+
+A message for several readers may come with its decoded dict, `shared`, when every
+value of it is immutable (`memory_queue.shareable`): each reader then returns a
+shallow copy of its own instead of decoding the payload again.
 """
 
 import asyncio
 import heapq
 import itertools
 import threading
+from asyncio import Future
 from collections import deque
+from typing import Any
 
+from .. import codec
 from ..wakeup import running_loop, wake_one
 
 _READERS_KEPT = 100_000  # read times remembered at most (a forgotten one: "never")
@@ -41,10 +48,12 @@ class OpenItem:
         self.settled = False
 
 
-# (deadline ms, payload, token or None, open item or None): one stored message of
-# one channel. A buffered entry is always counted in Redis: its token is acked
-# when it is taken or dropped (None: nothing to ack, a gap filled from history).
-Item = tuple[int, bytes, str | None, OpenItem | None]
+# (deadline ms, payload, token or None, open item or None, shared message or None):
+# one stored message of one channel. A buffered entry is always counted in Redis:
+# its token is acked when it is taken or dropped (None: nothing to ack, a gap filled
+# from history). The shared message, when there is one, is never handed out as
+# is: readers copy it (see `message_of`).
+Item = tuple[int, bytes, str | None, OpenItem | None, dict[str, Any] | None]
 
 
 class LocalChannels:
@@ -67,31 +76,45 @@ class LocalChannels:
         payload: bytes,
         counted: bool = True,
         opened: OpenItem | None = None,
+        shared: dict[str, Any] | None = None,
     ) -> None:
         """Hand one stored item to each (channel, token): to a reader parked on this
         loop when its buffer is empty, else into its buffer, waking a reader. An item
         not `counted` in Redis (a gap filled from history) acks nothing; an `opened`
-        one raises the count of each token it buffers."""
+        one raises the count of each token it buffers. `shared`: the payload decoded,
+        for readers to copy (only when every value of it is immutable)."""
         running = running_loop()
         buffered = []
         self._lock.acquire()
         try:
             buffers, waiting, acks = self._buffers, self._waiters, self.acks
             for name, token in targets:
-                buffer = buffers.get(name)
                 waiters = waiting.get(name)
+                if (  # one reader parked on this loop, none buffered: the usual case
+                    waiters is not None
+                    and len(waiters) == 1
+                    and name not in buffers
+                    and (waiter := waiters[0]).get_loop() is running
+                    and not waiter.done()
+                ):
+                    del waiting[name]
+                    waiter.set_result(
+                        (deadline, payload, token if counted else None, opened, shared)
+                    )
+                    if opened is not None:
+                        opened.waiting.add(token)
+                    continue
+                buffer = buffers.get(name)
                 if buffer is None:
-                    if waiters:  # one reader parked on this loop: the usual case
-                        handed = (deadline, payload, token if counted else None, opened)
-                        waiter = waiters[0]
-                        if len(waiters) == 1 and waiter.get_loop() is running:
-                            if not waiter.done():
-                                del waiting[name]
-                                waiter.set_result(handed)
-                                if opened is not None:
-                                    opened.waiting.add(token)
-                                continue
-                        elif _hand(waiters, handed, running):
+                    if waiters:  # several readers, or one on another loop
+                        handed = (
+                            deadline,
+                            payload,
+                            token if counted else None,
+                            opened,
+                            shared,
+                        )
+                        if _hand(waiters, handed, running):
                             if opened is not None:
                                 opened.waiting.add(token)
                             if not waiters:
@@ -100,12 +123,14 @@ class LocalChannels:
                     buffer = buffers[name] = deque()
                 if opened is not None:
                     acks[token] = acks.get(token, 0) - 1
-                buffer.append((deadline, payload, token if counted else None, None))
+                buffer.append(
+                    (deadline, payload, token if counted else None, None, shared)
+                )
                 buffered.append(name)
                 if waiters:
                     wake_one(waiters, running)
-                    if not waiters:
-                        del waiting[name]
+                if waiters is not None and not waiters:
+                    del waiting[name]
             if buffered:
                 entry = (deadline, next(self._order), tuple(buffered))
                 heapq.heappush(self._deadlines, entry)
@@ -116,28 +141,36 @@ class LocalChannels:
 
     def take(self, name: str, now: int) -> bytes | None:
         """The oldest unexpired message of `name`, or None; acks what it removes."""
+        item = self.take_item(name, now)
+        return None if item is None else item[1]
+
+    def take_item(self, name: str, now: int) -> Item | None:
+        """As `take`, the whole item (`message_of` makes its message)."""
         self._lock.acquire()
         try:
             self._read(name, now)
             buffer = self._buffers.get(name)
             while buffer:
-                deadline, payload, token, _ = buffer.popleft()
-                if token is not None:
-                    self._ack(token, 1)
+                item = buffer.popleft()
+                if item[2] is not None:
+                    self._ack(item[2], 1)
                 if not buffer:
                     del self._buffers[name]
-                if deadline >= now:
-                    return payload
+                if item[0] >= now:
+                    return item
             return None
         finally:
             self._lock.release()
 
     def taken(self, name: str, item: Item, now: int) -> bytes | None:
         """Ack an item `wait()` handed over; its payload, or None if it expired."""
-        deadline, payload, token, opened = item
+        deadline, payload, token, opened, _ = item
         self._lock.acquire()
         try:
-            self._read(name, now)
+            read_at = self._read_at  # as `_read`, inline: once per delivery
+            if name not in read_at and len(read_at) >= _READERS_KEPT:
+                read_at.clear()
+            read_at[name] = now
             if opened is not None and not opened.settled:
                 opened.waiting.discard(token)
                 if not opened.waiting:
@@ -151,7 +184,7 @@ class LocalChannels:
     def put_back(self, name: str, item: Item) -> None:
         """Return a handed-over item that its reader could not take (cancelled) to
         the head of its buffer, counted, and wake the next reader."""
-        deadline, payload, token, opened = item
+        deadline, payload, token, opened, shared = item
         with self._lock:
             if opened is not None and not opened.settled and token is not None:
                 opened.waiting.discard(token)
@@ -161,7 +194,7 @@ class LocalChannels:
             buffer = self._buffers.get(name)
             if buffer is None:
                 buffer = self._buffers[name] = deque()
-            buffer.appendleft((deadline, payload, token, None))
+            buffer.appendleft((deadline, payload, token, None, shared))
             entry = (deadline, next(self._order), (name,))
             heapq.heappush(self._deadlines, entry)
             waiters = self._waiters.get(name)
@@ -269,17 +302,44 @@ class LocalChannels:
             self.unpark(name, waiter)
             raise
 
-    def park(self, name: str) -> "asyncio.Future[Item | None]":
+    def park(
+        self, name: str, loop: asyncio.AbstractEventLoop | None = None
+    ) -> "asyncio.Future[Item | None]":
         """A future that `wait()` awaits (callers on a hot path await it
-        themselves, one coroutine less); a cancelled one must be `unpark`ed."""
-        loop = asyncio.get_running_loop()
-        waiter = loop.create_future()
+        themselves, one coroutine less, and pass the running `loop`); a cancelled
+        one must be `unpark`ed."""
+        if loop is None:
+            loop = asyncio.get_running_loop()
+        waiter = Future(loop=loop)  # as loop.create_future(), one call less
         self._lock.acquire()
         try:
             waiters = self._waiters.get(name)
             if waiters is None:
                 waiters = self._waiters[name] = []
             waiters.append(waiter)
+            if name in self._buffers:  # put by a pump on another thread just now
+                wake_one(waiters, loop)
+                if not waiters:
+                    del self._waiters[name]
+        finally:
+            self._lock.release()
+        return waiter  # whoever resolves it takes it out of `waiters`
+
+    def park_empty(
+        self, name: str, loop: asyncio.AbstractEventLoop
+    ) -> "asyncio.Future[Item | None] | None":
+        """As `park` on the running `loop`, unless something is buffered for `name`
+        (None: take it first)."""
+        if self._buffers.get(name):
+            return None
+        waiter = Future(loop=loop)
+        self._lock.acquire()
+        try:
+            waiters = self._waiters.get(name)
+            if waiters is None:
+                waiters = self._waiters[name] = [waiter]
+            else:
+                waiters.append(waiter)
             if name in self._buffers:  # put by a pump on another thread just now
                 wake_one(waiters, loop)
                 if not waiters:
@@ -374,3 +434,11 @@ def _hand(
         else:
             return False
     return False
+
+
+def message_of(item: Item) -> dict[str, Any]:
+    """The message of a taken item for its reader: a copy of its own of the shared
+    one (every value immutable: no reader can change what another gets), or the
+    payload decoded afresh."""
+    shared = item[4]
+    return codec.decode(item[1]) if shared is None else shared.copy()
