@@ -6,7 +6,8 @@ scripts run on the hosts their keys belong to, one round trip per host.
 redis-py connections belong to the loop that opened them, so each loop gets its own
 clients. They are closed by the loop's own shutdown: an async generator started on
 the loop is finalised by `shutdown_asyncgens()` (which both call before closing),
-and its `finally` closes the clients and stops the layer's tasks there.
+and its `finally` closes the clients and stops the layer's tasks there. Batches run on
+a command connection each (loop, host) holds (held.py), or the pool when it is busy.
 """
 
 import asyncio

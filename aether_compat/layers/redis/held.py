@@ -16,9 +16,11 @@ only: a Cluster client routes each command itself.
 """
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -53,7 +55,7 @@ class HeldConnection:
                     )
                     return [await self._reply(connection, w[0]) for w in words]
             except BaseException as exc:
-                await asyncio.shield(self._drop())
+                await asyncio.shield(self._drop(idle_too=_closed(exc)))
                 if isinstance(exc, TimeoutError):  # ours, from asyncio.timeout
                     raise RedisTimeoutError(
                         f"no reply within {self._timeout} s on a held connection"
@@ -85,7 +87,7 @@ class HeldConnection:
                 stale = True
             if not stale:
                 return connection
-            await self._drop()
+            await self._drop(idle_too=True)
         connection = await self._pool.get_connection()
         self._timeout = connection.socket_timeout
         connection.socket_timeout = None  # one asyncio.timeout per batch instead
@@ -98,8 +100,11 @@ class HeldConnection:
         except ResponseError as exc:  # a whole reply was read: still in step
             return exc
 
-    async def _drop(self) -> None:
-        """Disconnect the connection and give it back to the pool."""
+    async def _drop(self, idle_too: bool = False) -> None:
+        """Disconnect the connection and give it back to the pool; `idle_too`:
+        disconnect the pool's idle connections as well (the server closed this
+        one, so probably those: redis-py's pool does not always see it with RESP3,
+        and would hand them out)."""
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.socket_timeout = self._timeout
@@ -107,3 +112,13 @@ class HeldConnection:
                 await connection.disconnect(nowait=True)
             finally:
                 await self._pool.release(connection)
+        if idle_too:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pool.disconnect(inuse_connections=False)
+
+
+def _closed(exc: BaseException) -> bool:
+    """Whether `exc` says the connection was closed or reset (not a timeout)."""
+    return isinstance(exc, RedisConnectionError | OSError) and not isinstance(
+        exc, TimeoutError
+    )
