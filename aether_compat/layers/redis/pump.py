@@ -46,7 +46,6 @@ class Pump:
         self._backlog = False
         self._connection: Any = None  # held for the pump's life (plain Redis only)
         self._pool: Any = None
-        self._timeout: float | None = None  # the held connection's socket_timeout
         self.server_id: int | None = None  # the held connection's CLIENT ID
         self.retired = False
 
@@ -105,26 +104,20 @@ class Pump:
 
     async def _raw(self, client: Any, words: list[tuple[Any, ...]]) -> list[Any]:
         """The blocking step on a connection the pump keeps: one write, then the
-        replies, without a pipeline object or a trip through the pool per message,
-        under one `asyncio.timeout` (redis-py's own, with `socket_timeout` set, is
-        an `asyncio.wait_for` per write: a task each on Python 3.11)."""
+        replies, without a pipeline object or a trip through the pool per message."""
         if self._connection is None:
             self._pool = client.connection_pool
-            connection = await self._pool.get_connection()
-            self._timeout, connection.socket_timeout = connection.socket_timeout, None
-            self._connection = connection
-            async with asyncio.timeout(self._timeout):
-                await connection.send_command("CLIENT", "ID")
-                self.server_id = await connection.read_response()
+            self._connection = await self._pool.get_connection()
+            await self._connection.send_command("CLIENT", "ID")
+            self.server_id = await self._connection.read_response()
         connection = self._connection
         if self.retired:
             return [*([None] * (len(words) - 1)), 0]  # nothing taken, no backlog
+        await connection.send_packed_command(connection.pack_commands(words))
         replies = []
-        async with asyncio.timeout(self._timeout):
-            await connection.send_packed_command(connection.pack_commands(words))
-            for _ in words:
-                raise_if_cancelling()  # before a read that may block (BLOCK_SECONDS)
-                replies.append(await connection.read_response())
+        for _ in words:
+            raise_if_cancelling()  # before a read that may block for BLOCK_SECONDS
+            replies.append(await connection.read_response())
         return replies
 
     async def fence(self, client: Any) -> None:
@@ -145,6 +138,5 @@ class Pump:
         """Give the held connection back, closed (its replies may be out of step)."""
         connection, self._connection = self._connection, None
         if connection is not None:
-            connection.socket_timeout = self._timeout
             await connection.disconnect(nowait=True)
             await self._pool.release(connection)
