@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from redis.exceptions import ResponseError
+from redis.asyncio.connection import Connection
+from redis.exceptions import DataError, ResponseError
 
 from aether_compat.errors import MemberUnreachable
 from aether_compat.layers import RedisChannelLayer
@@ -22,7 +23,7 @@ from aether_compat.layers.redis.connections import (
     run_batch,
     script,
 )
-from aether_compat.layers.redis.held import HeldConnection
+from aether_compat.layers.redis.held import HeldConnection, pack
 from aether_compat.layers.redis.scripts import Script
 from tests.support.redis_servers import redis_server
 from tests.support.redis_truth import until
@@ -71,6 +72,25 @@ def _mixed(prefix: str) -> list[Any]:
         script(BUMP, [k + "c"], ["again"]),
         command("DEL", k + "s", k + "n", k + "h", k + "l", k + "c"),
     ]
+
+
+def test_pack_sends_the_bytes_redis_py_would():
+    connection = Connection()
+    words = [
+        ("EVALSHA", "a" * 40, 2, "k:{t}:q", b"k:{t}:", -7, 1.5, "\u00e9t\u00e9"),
+        ("SET", b"x" * 10_000, memoryview(b"view"), 0, ""),
+        ("SCRIPT LOAD", "return 1"),
+        (b"CONFIG GET", b"maxmemory"),
+    ]
+    for batch in ([words[0]], words[:2], words):
+        assert b"".join(pack(connection, batch)) == b"".join(
+            connection.pack_commands(batch)
+        )
+    for bad in (True, None):
+        with pytest.raises(DataError):
+            connection.pack_commands([("SET", "k", bad)])
+        with pytest.raises(DataError):
+            pack(connection, [("SET", "k", bad)])
 
 
 async def test_results_equal_the_pool_path_for_commands_and_scripts(private):
