@@ -17,7 +17,8 @@
   (no event loop needed); `lifecycle.py` fork, exit and SIGTERM.
 - `plain.py`: receiving on plain channels (their own list, no local buffer).
 - `connections.py`: redis-py clients per event loop and host, and batches of
-  commands and scripts in one round trip per host.
+  commands and scripts in one round trip per host (`held.py`: the command
+  connection each (loop, host) keeps for them, the pool when it is busy).
 - `config.py`: the settings (hosts, checks, encryption, timing rules).
 - `keys.py`: key names and which box a channel lives in; `scripts.py`: the Lua.
 - `util.py`: the logger, clock, retry pace, cancellation check and counters.

@@ -6,7 +6,8 @@ scripts run on the hosts their keys belong to, one round trip per host.
 redis-py connections belong to the loop that opened them, so each loop gets its own
 clients. They are closed by the loop's own shutdown: an async generator started on
 the loop is finalised by `shutdown_asyncgens()` (which both call before closing),
-and its `finally` closes the clients and stops the layer's tasks there.
+and its `finally` closes the clients and stops the layer's tasks there. Batches run on
+a command connection each (loop, host) holds (held.py), or the pool when it is busy.
 """
 
 import asyncio
@@ -19,6 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from .config import Client, Host, place
+from .held import HeldConnection
 from .keys import group_scan_pattern
 from .scripts import Script
 from .util import REDIS_FAILURES
@@ -29,6 +31,7 @@ Tagged = Sequence[tuple[str, Command]]
 """Commands with the hash tag of the key they touch, which names their host."""
 LoopHook = Callable[[asyncio.AbstractEventLoop], Awaitable[None]]
 Pairs = list[tuple[Client, Client]]
+Helds = list[HeldConnection | None]
 
 
 def script(lua: Script, keys: list[str], args: list[Any]) -> Command:
@@ -49,7 +52,7 @@ class Connections:
         self.name = name
         self.one_server = len(hosts) == 1 and hosts[0].kind != "cluster"
         self._before_loop_close = before_loop_close
-        self._loops: dict[asyncio.AbstractEventLoop, tuple[Pairs, Any]] = {}
+        self._loops: dict[asyncio.AbstractEventLoop, tuple[Pairs, Helds, Any]] = {}
         self._lock = threading.Lock()
 
     def shard(self, tag: str) -> int:
@@ -76,15 +79,19 @@ class Connections:
     async def execute_partial(self, tagged: Tagged) -> list[Any]:
         """Like `execute`, but a host that fails puts its exception in place of the
         results of its commands, and the other hosts' results are kept."""
-        clients = self._for_loop()
+        clients, helds, _ = self._entry()
         by_host = group_by_host(tagged, len(clients), self.shard)
         results: list[Any] = [None] * len(tagged)
 
         async def run_on(host: int, indexes: list[int]) -> None:
+            commands = [tagged[i][1] for i in indexes]
+            held = helds[host]
             try:
-                done = await run_batch(
-                    clients[host][0], [tagged[i][1] for i in indexes]
-                )
+                if held is not None and held.free:  # else another task is on it
+                    replies = await held.replies([_words(c) for c in commands])
+                    done = await _settle(clients[host][0], commands, replies)
+                else:
+                    done = await run_batch(clients[host][0], commands)
             except REDIS_FAILURES as exc:
                 done = [exc] * len(indexes)
             for index, result in zip(indexes, done, strict=True):
@@ -121,10 +128,14 @@ class Connections:
     async def close_current(self) -> None:
         """Close this loop's clients; the next call opens new ones."""
         with self._lock:
-            pairs, _guard = self._loops.pop(asyncio.get_running_loop(), ([], None))
-        await _close(pairs)
+            pairs, helds, _ = self._loops.pop(asyncio.get_running_loop(), ([], [], 0))
+        await _close(pairs, helds)
 
     def _for_loop(self) -> Pairs:
+        return self._entry()[0]
+
+    def _entry(self) -> tuple[Pairs, Helds, Any]:
+        """This loop's clients, held command connections and closing guard."""
         loop = asyncio.get_running_loop()
         entry = self._loops.get(loop)
         if entry is None:
@@ -139,10 +150,14 @@ class Connections:
                         )
                         for host in self.hosts
                     ]
-                    entry = self._loops[loop] = (pairs, self._guard(loop, pairs))
-        return entry[0]
+                    helds = [_held(commands) for commands, _ in pairs]
+                    guard = self._guard(loop, pairs, helds)
+                    entry = self._loops[loop] = (pairs, helds, guard)
+        return entry
 
-    def _guard(self, loop: asyncio.AbstractEventLoop, pairs: Pairs) -> Any:
+    def _guard(
+        self, loop: asyncio.AbstractEventLoop, pairs: Pairs, helds: Helds
+    ) -> Any:
         """Start an async generator whose end closes `pairs`: the loop finalises it
         in `shutdown_asyncgens()`, while it can still run the clients' close."""
 
@@ -155,7 +170,7 @@ class Connections:
                     if mine is not None and mine[0] is pairs:
                         del self._loops[loop]
                 await self._before_loop_close(loop)
-                await _close(pairs)
+                await _close(pairs, helds)
 
         guard = until_loop_shutdown()
         # The first step, taken on this loop, registers the generator with it.
@@ -188,15 +203,27 @@ async def run_batch(client: Any, commands: list[Command]) -> list[Any]:
         return [await _run_one(client, commands[0])]
     pipe = client.pipeline(transaction=False)
     for item in commands:
-        if item[0] is None:
-            pipe.execute_command(*item[1:])
-        else:  # not pipe.evalsha: Cluster pipelines refuse that name
-            lua, keys, args = item
-            pipe.execute_command("EVALSHA", lua.sha, len(keys), *keys, *args)
-    results = await pipe.execute(raise_on_error=False)
+        pipe.execute_command(*_words(item))
+    return await _settle(client, commands, await pipe.execute(raise_on_error=False))
+
+
+def _words(item: Command) -> tuple[Any, ...]:
+    """The command as sent; scripts as EVALSHA (not pipe.evalsha: Cluster
+    pipelines refuse that name)."""
+    if item[0] is None:
+        return item[1:]
+    lua, keys, args = item
+    return ("EVALSHA", lua.sha, len(keys), *keys, *args)
+
+
+async def _settle(
+    client: Any, commands: list[Command], results: list[Any]
+) -> list[Any]:
+    """Re-run (alone, after loading) the scripts the server did not have; raise
+    the first other error reply."""
     for index, result in enumerate(results):
         if isinstance(result, NoScriptError):
-            results[index] = await _run_one(client, commands[index])
+            results[index] = await _load_and_run(client, commands[index])
         elif isinstance(result, Exception):
             raise result
     return results
@@ -209,8 +236,18 @@ async def _run_one(client: Any, item: Command) -> Any:
     try:
         return await client.evalsha(lua.sha, len(keys), *keys, *args)
     except NoScriptError:
-        await client.script_load(lua.source)
-        return await client.evalsha(lua.sha, len(keys), *keys, *args)
+        return await _load_and_run(client, item)
+
+
+async def _load_and_run(client: Any, item: Command) -> Any:
+    lua, keys, args = item
+    await client.script_load(lua.source)
+    return await client.evalsha(lua.sha, len(keys), *keys, *args)
+
+
+def _held(client: Client) -> HeldConnection | None:
+    """A held command connection for a plain client (a Cluster routes itself)."""
+    return HeldConnection(client) if hasattr(client, "connection_pool") else None
 
 
 async def _unlink(client: Any, keys: list[bytes]) -> None:
@@ -221,7 +258,10 @@ async def _unlink(client: Any, keys: list[bytes]) -> None:
         await pipe.execute()
 
 
-async def _close(pairs: Pairs) -> None:
+async def _close(pairs: Pairs, helds: Helds) -> None:
+    for held in helds:
+        if held is not None:
+            await held.close()
     for pair in pairs:
         for client in pair:
             if isinstance(client, Redis):  # it does not own a pool it was given
