@@ -7,9 +7,11 @@ redis-py's RPUSH + BLPOP as the floor.
 By default it starts a private redis-server on a free loopback port (so the command
 counts of INFO commandstats are ours alone); --redis uses another server, with a
 fresh key prefix per contestant and nothing flushed but those prefixes. Each repeat
-measures every contestant once per metric; the table shows medians. "commands per"
-counts every command Redis ran, those inside our Lua scripts included (each script
-call is one round trip); "Redis bytes" is MEMORY USAGE of each contestant's keys.
+measures every contestant once per metric (round trips in alternating slices, so
+the machine's changes of pace hit all contestants alike); the table shows medians.
+"commands per" counts every command Redis ran, those inside our Lua scripts
+included (each script call is one round trip); "Redis bytes" is MEMORY USAGE of
+each contestant's keys.
 """
 
 import argparse
@@ -49,33 +51,53 @@ from bench.redis_bench_parts import (  # noqa: E402
 )
 from testing_support.redis_process import RedisProcess  # noqa: E402
 
-
-async def round_trip(kind: str, url: str, seconds: float) -> float:
-    """Messages per second, one at a time: send, then receive it, then the next."""
-    layer = make_layer(kind, url, f"bench-{uuid.uuid4().hex[:8]}")
-    channel = await layer.new_channel()
-    try:
-        return await round_trips(layer, channel, MESSAGE, seconds)
-    finally:
-        await close_layer(kind, layer)
+ROUND_TRIP_SLICES = 10
+"""Round trips are measured in this many alternating slices per repeat, every
+contestant in each, so a change in the machine's pace hits all of them alike."""
 
 
-async def floor_round_trip(url: str, seconds: float) -> float:
-    """The floor: one RPUSH and one BLPOP per message, on two redis-py clients."""
+async def round_trips_side_by_side(url: str, seconds: float) -> dict[str, float]:
+    """Messages per second, one at a time (send, then receive it, then the next),
+    for the floor and every layer: `seconds` each in all, in alternating slices
+    whose order rotates."""
+    layers = {
+        kind: make_layer(kind, url, f"bench-{uuid.uuid4().hex[:8]}") for kind in LAYERS
+    }
     pusher, popper = aioredis.from_url(url), aioredis.from_url(url)
     key = f"bench-floor-{uuid.uuid4().hex[:8]}"
     payload = b"x" * 60
-    try:
+
+    async def floor_trips(slice_seconds: float) -> float:
+        """The floor: one RPUSH and one BLPOP per message, on two redis-py clients."""
         count, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
+        while time.perf_counter() - start < slice_seconds:
             await pusher.rpush(key, payload)
             await popper.blpop([key], timeout=5)
             count += 1
         return count / (time.perf_counter() - start)
+
+    try:
+        channels = {kind: await layer.new_channel() for kind, layer in layers.items()}
+        runs: dict[str, Any] = {
+            kind: (lambda t, k=kind: round_trips(layers[k], channels[k], MESSAGE, t))
+            for kind in layers
+        }
+        runs["floor"] = floor_trips
+        for run in runs.values():
+            await run(0.05)  # warm up: connections, scripts, the pump
+        counts = dict.fromkeys(runs, 0.0)
+        slice_seconds = seconds / ROUND_TRIP_SLICES
+        order = list(runs)
+        for turn in range(ROUND_TRIP_SLICES):
+            for kind in order[turn % len(order) :] + order[: turn % len(order)]:
+                counts[kind] += await runs[kind](slice_seconds) * slice_seconds
+        return {kind: count / seconds for kind, count in counts.items()}
     finally:
         await pusher.delete(key)
         await pusher.aclose()
         await popper.aclose()
+        for kind, layer in layers.items():
+            await close_layer(kind, layer)
 
 
 async def fanout(
@@ -111,9 +133,9 @@ async def fanout(
 
 async def one_repeat(samples: Samples, url: str, quick: bool, server: Any) -> None:
     seconds = 1.0 if quick else 2.0
-    samples.add("round trip", "floor", await floor_round_trip(url, seconds))
+    for kind, rate in (await round_trips_side_by_side(url, seconds)).items():
+        samples.add("round trip", kind, rate)
     for kind in LAYERS:
-        samples.add("round trip", kind, await round_trip(kind, url, seconds))
         for members in (1, 100, 1000):
             rate = await fanout(kind, url, members, seconds)
             samples.add(f"fan-out {members}", kind, rate)

@@ -21,6 +21,7 @@ from typing import Any
 
 from .config import BLOCK_SECONDS
 from .connections import command, run_batch, script
+from .held import pack
 from .scripts import PUMP_TAKE, RECOVER
 from .util import REDIS_FAILURES, backoff, logger, raise_if_cancelling
 
@@ -113,7 +114,7 @@ class Pump:
         connection = self._connection
         if self.retired:
             return [*([None] * (len(words) - 1)), 0]  # nothing taken, no backlog
-        await connection.send_packed_command(connection.pack_commands(words))
+        await connection.send_packed_command(pack(connection, words))
         replies = []
         for _ in words:
             raise_if_cancelling()  # before a read that may block for BLOCK_SECONDS
