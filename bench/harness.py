@@ -148,3 +148,17 @@ async def bare_task_bytes(count: int) -> int:
     tasks, used = await measure_memory(setup)
     await stop(tasks)
     return used or 0
+
+
+async def parked_group(
+    layer: Any, group: str, members: int
+) -> tuple[Arrivals, list[asyncio.Task]]:
+    """`members` new channels of `layer` in `group`, each with a member parked in
+    `receive()`; half a second more, so that a Redis layer's pump is parked too."""
+    names = [await layer.new_channel() for _ in range(members)]
+    for name in names:
+        await layer.group_add(group, name)
+    arrivals = Arrivals()
+    tasks = await park([partial(layer.receive, name) for name in names], arrivals)
+    await asyncio.sleep(0.5)
+    return arrivals, tasks

@@ -12,7 +12,6 @@ import pstats
 import sys
 import time
 import uuid
-from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,7 +19,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from aether_compat.layers.redis import RedisChannelLayer  # noqa: E402
-from bench.harness import Arrivals, park, stop  # noqa: E402
+from bench.harness import parked_group, stop  # noqa: E402
 
 MESSAGE = {"type": "chat.message", "text": "Hello, everyone in the room!", "n": 42}
 MEMBERS = 1000
@@ -31,12 +30,7 @@ async def run(
 ) -> None:
     layer = RedisChannelLayer(hosts=[hosts], prefix=f"prof-{uuid.uuid4().hex[:8]}")
     try:
-        names = [await layer.new_channel() for _ in range(MEMBERS)]
-        for name in names:
-            await layer.group_add("room", name)
-        arrivals = Arrivals()
-        tasks = await park([partial(layer.receive, name) for name in names], arrivals)
-        await asyncio.sleep(0.5)
+        arrivals, tasks = await parked_group(layer, "room", MEMBERS)
         profiler = cProfile.Profile()
         cpu = time.process_time()
         if profile:

@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.compare_commits import load_rev  # noqa: E402
-from bench.harness import Arrivals, park, stop  # noqa: E402
+from bench.harness import parked_group, stop  # noqa: E402
 from testing_support.redis_process import RedisProcess  # noqa: E402
 
 MESSAGE = {"type": "chat.message", "text": "Hello, everyone in the room!", "n": 42}
@@ -48,12 +48,7 @@ async def one_sample(layers: Any, server: Any, rounds: int) -> dict[str, float]:
     )
     raw = server.client()
     try:
-        names = [await layer.new_channel() for _ in range(MEMBERS)]
-        for name in names:
-            await layer.group_add("room", name)
-        arrivals = Arrivals()
-        tasks = await park([partial(layer.receive, name) for name in names], arrivals)
-        await asyncio.sleep(0.5)  # the pump is parked in Redis
+        arrivals, tasks = await parked_group(layer, "room", MEMBERS)
         raw.config_resetstat()
         cpu, wall = time.process_time(), time.perf_counter()
         for _ in range(rounds):

@@ -1,12 +1,13 @@
 """Fixtures shared by the whole suite: layers of every backend, built and torn down."""
 
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
 from aether_compat import Channels
-from tests.support.layers import BACKENDS, build_layer
+from tests.support.layers import BACKENDS, REDIS_URL, build_layer
 from tests.support.missing_binaries import pytest_runtest_makereport  # noqa: F401
 
 
@@ -51,3 +52,27 @@ def facade_layer(layer: Any) -> Any:
     """The backend's layer, configured as the facade's."""
     Channels.configure(layer)
     return layer
+
+
+@pytest.fixture
+async def make_redis() -> AsyncIterator[Callable[..., Any]]:
+    """Factory of Redis layers; by default all share one fresh prefix (so they act as
+    processes of one deployment). Flushed and closed at the end."""
+    from aether_compat.layers import RedisChannelLayer
+
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    made: list[Any] = []
+
+    def factory(**config: Any) -> Any:
+        config.setdefault("hosts", [REDIS_URL])
+        config.setdefault("prefix", prefix)
+        layer = RedisChannelLayer(**config)
+        made.append(layer)
+        return layer
+
+    yield factory
+    for layer in made:  # stop them all first: a live instance re-announces itself
+        await layer.close()
+    for layer in made:
+        await layer.flush()
+        await layer.close()

@@ -18,28 +18,6 @@ from tests.support.redis_servers import redis_server
 pytestmark = pytest.mark.redis
 
 
-@pytest.fixture
-async def make_redis():
-    """Factory of Redis layers; by default all share one fresh prefix (so they act as
-    processes of one deployment). Flushed and closed at the end."""
-    prefix = f"test-{uuid.uuid4().hex[:12]}"
-    made = []
-
-    def factory(**config):
-        config.setdefault("hosts", [REDIS_URL])
-        config.setdefault("prefix", prefix)
-        layer = RedisChannelLayer(**config)
-        made.append(layer)
-        return layer
-
-    yield factory
-    for layer in made:  # stop them all first: a live instance re-announces itself
-        await layer.close()
-    for layer in made:
-        await layer.flush()
-        await layer.close()
-
-
 async def receive(layer, channel, within=3):
     async with asyncio.timeout(within):
         return await layer.receive(channel)

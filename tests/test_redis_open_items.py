@@ -5,7 +5,6 @@ and no further, and a reader that took a message frees its slot before its
 receive() returns."""
 
 import asyncio
-import uuid
 
 import pytest
 import redis
@@ -17,24 +16,6 @@ from tests.support.layers import REDIS_URL
 from tests.support.parking import until, until_parked
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-async def make_redis():
-    prefix = f"test-{uuid.uuid4().hex[:12]}"
-    made = []
-
-    def factory(**config):
-        layer = RedisChannelLayer(hosts=[REDIS_URL], prefix=prefix, **config)
-        made.append(layer)
-        return layer
-
-    yield factory
-    for layer in made:
-        await layer.close()
-    for layer in made:
-        await layer.flush()
-        await layer.close()
 
 
 async def parked_readers(

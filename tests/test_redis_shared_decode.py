@@ -7,14 +7,12 @@ cancel."""
 
 import asyncio
 import copy
-import uuid
 
 import pytest
 
 from aether_compat.layers import RedisChannelLayer
 from aether_compat.layers.codec import encode
 from aether_compat.layers.redis.handoff import shared_message
-from tests.support.layers import REDIS_URL
 from tests.support.parking import until_parked
 from tests.test_redis_open_items import all_settled
 
@@ -22,22 +20,6 @@ pytestmark = pytest.mark.redis
 
 FLAT = {"type": "m", "text": "hello", "n": 1, "f": 1.5, "b": b"x", "none": None}
 NESTED = {"type": "m", "items": [1, [2, 3]], "meta": {"a": 1, "deep": {"b": [4]}}}
-
-
-@pytest.fixture
-async def make_redis():
-    prefix = f"test-{uuid.uuid4().hex[:12]}"
-    made = []
-
-    def factory(**config):
-        layer = RedisChannelLayer(hosts=[REDIS_URL], prefix=prefix, **config)
-        made.append(layer)
-        return layer
-
-    yield factory
-    for layer in made:
-        await layer.flush()
-        await layer.close()
 
 
 def spoil(message: dict) -> None:

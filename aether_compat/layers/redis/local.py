@@ -332,21 +332,7 @@ class LocalChannels:
         (None: take it first)."""
         if self._buffers.get(name):
             return None
-        waiter = Future(loop=loop)
-        self._lock.acquire()
-        try:
-            waiters = self._waiters.get(name)
-            if waiters is None:
-                waiters = self._waiters[name] = [waiter]
-            else:
-                waiters.append(waiter)
-            if name in self._buffers:  # put by a pump on another thread just now
-                wake_one(waiters, loop)
-                if not waiters:
-                    del self._waiters[name]
-        finally:
-            self._lock.release()
-        return waiter  # whoever resolves it takes it out of `waiters`
+        return self.park(name, loop)
 
     def unpark(self, name: str, waiter: "asyncio.Future[Item | None]") -> None:
         """After a cancelled wait: forget the waiter, or put back what it was
