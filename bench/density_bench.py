@@ -130,7 +130,8 @@ def run_sample(name: str, args: argparse.Namespace, db: Path) -> dict[str, float
     env = {"BENCH_LAYER": layer, "DJANGO_SETTINGS_MODULE": "bench.density_settings"}
     if args.trace:
         env["DENSITY_TRACEMALLOC"] = "1"
-    server = AsgiServer(db, "bench.density_asgi:application", **env).start()
+    app = "bench.density_asgi:application"
+    server = AsgiServer(db, app, kind=args.server, **env).start()
     workers = Workers(args.workers)
     pid = server.process.pid
     try:
@@ -220,6 +221,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--settle", type=float, default=3.0)
     parser.add_argument("--only", choices=list(CONTESTANTS), nargs="+")
+    parser.add_argument(
+        "--server",
+        choices=("daphne", "uvicorn", "hypercorn"),
+        default="daphne",
+        help="the ASGI server (the issue's target is stated for daphne)",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--trace", action="store_true")
     parser.add_argument("--trace-top", type=int, default=45, help="lines --trace shows")
