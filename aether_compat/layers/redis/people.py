@@ -80,10 +80,8 @@ class People:
             with self._lock:
                 if stored:
                     self.mine.setdefault(group, {})[field] = value
-                elif (fields := self.mine.get(group)) is not None:
-                    fields.pop(field, None)
-                    if not fields:
-                        del self.mine[group]
+                else:
+                    self._forget_mine(group, field)
         if events:
             self.worker.ensure()
         lua = self.join_command(group, options, [(field, value)], state=events)
@@ -155,16 +153,20 @@ class People:
         self.touch(group)
         with self._lock:
             self.owed.get(group, set()).discard(channel)
-            fields = self.mine.get(group)
-            if fields is not None:
-                fields.pop(field, None)
-                if not fields:
-                    del self.mine[group]
+            self._forget_mine(group, field)
         options = self._options(group)
         if options.presence_events:
             self.worker.ensure()  # it announces the leave when grace ends
         lua = self.leave_command(group, options, [field], deferred=False)
         return Leave((group_tag(group), lua), group)
+
+    def _forget_mine(self, group: str, field: str) -> None:
+        """Drop a membership from `mine` (the caller holds the lock)."""
+        fields = self.mine.get(group)
+        if fields is not None:
+            fields.pop(field, None)
+            if not fields:
+                del self.mine[group]
 
     def left(self, leave: "Leave") -> None:
         """Announce what the leave changed. Without a result (Redis did not take
