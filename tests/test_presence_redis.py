@@ -18,11 +18,15 @@ import pytest
 
 from aether_compat.errors import MemberUnreachable
 from aether_compat.layers import RedisChannelLayer
+from aether_compat.layers.redis.keys import box_base
+from aether_compat.layers.redis.people_scripts import LEAVE as PEOPLE_LEAVE
+from aether_compat.layers.redis.people_values import field_of, group_base
 from aether_compat.presence import PresenceStats
 from tests.support.layers import REDIS_URL
 from tests.support.processes import pipe_recv, stop_and_clean
 from tests.support.redis_servers import redis_cluster, redis_server
 from tests.support.redis_truth import until
+from tests.support.tcp_proxy import tcp_proxy
 
 pytestmark = pytest.mark.redis
 
@@ -213,6 +217,94 @@ async def test_rolling_restart_within_grace_announces_nothing(layers):
     assert await watcher.next_change(GRACE + 3) == ("+", "M")
     assert await watcher.next_change(GRACE + 3) == ("-", "M")
     assert watcher.changes == [("+", u) for u in users] + [("+", "M"), ("-", "M")]
+
+
+@pytest.mark.faults
+async def test_a_stopping_process_is_never_dead_while_holding_connections():
+    """A graceful stop puts its users' leaves into grace before it deletes its
+    live key. The other order let another server's sweep, between the two, find
+    the box dead with connections and announce every user as leaving at once
+    (on a fresh Redis the leave script is loaded first: a wide gap)."""
+    with redis_server() as redis:
+        stopping = new_layer("farewell", redis.url)
+        for user in ("A", "B", "C"):
+            await tab(stopping, "room:f", user)
+        seen: list[str] = []
+        with redis.client().monitor() as monitor:  # on once this returns
+
+            def record() -> None:
+                for entry in monitor.listen():
+                    seen.append(entry["command"])
+                    if entry["command"] == "PING marker":
+                        return
+
+            recording = asyncio.create_task(asyncio.to_thread(record))
+            await stopping.close()
+            redis.client().execute_command("PING", "marker")
+            await asyncio.wait_for(recording, 10)
+    live = f"DEL {box_base('farewell', stopping._presence.box)}l"
+    sha = PEOPLE_LEAVE.sha
+    killed = max(i for i, c in enumerate(seen) if c.startswith(live))
+    left = [i for i, c in enumerate(seen) if c.startswith(f"EVALSHA {sha}")]
+    assert left, seen
+    assert max(left) < killed, seen
+
+
+@pytest.mark.faults
+async def test_a_leave_redis_did_not_take_goes_with_the_farewell():
+    """A user's leave times out in an outage, then the server stops: the farewell
+    takes that connection out too, into grace, so the user reconnecting elsewhere
+    is announced nothing (left behind, another server's sweep would find it on a
+    dead box and announce a leave at once)."""
+    with redis_server() as redis, tcp_proxy(redis.port) as proxy:
+        host = {"address": proxy.url, "socket_timeout": 0.5}
+        stopping = new_layer("unconfirmed", host)
+        other = new_layer("unconfirmed", redis.url)
+        try:
+            watcher = await Watcher(other, "room:u").join({"user": "watcher"})
+            gone = await tab(stopping, "room:u", "U")
+            assert await watcher.next_change() == ("+", "U")
+            proxy.stall()  # the leave waits in the proxy; the client times out
+            await stopping.group_discard("room:u", gone)
+            proxy.drop_all()  # and it never reaches Redis
+            proxy.resume()
+            assert stopping._presence.people.unconfirmed == {
+                "room:u": {field_of(gone)[1]}
+            }
+            await stopping.close()
+            grace = group_base("unconfirmed", "room:u") + "pg"
+            assert redis.client().zscore(grace, "U") is not None
+            await tab(other, "room:u", "U")  # the reload lands on the other server
+            await other.group_discard("room:u", await tab(other, "room:u", "M"))
+            await watcher.until(lambda w: ("-", "M") in w.changes, GRACE + 3)
+            assert watcher.changes == [("+", "U"), ("+", "M"), ("-", "M")]
+        finally:
+            for layer in (stopping, other):
+                await layer.close()
+
+
+@pytest.mark.faults
+async def test_a_leave_redis_did_not_take_is_repaired_by_the_sweep():
+    """The last member of a group on this server leaves in an outage and the
+    server lives on: its sweep still looks at that group and takes the stale
+    connection out, so the user leaves once, after grace."""
+    with redis_server() as redis, tcp_proxy(redis.port) as proxy:
+        host = {"address": proxy.url, "socket_timeout": 0.5}
+        owner = new_layer("repair", host)
+        other = new_layer("repair", redis.url)
+        try:
+            watcher = await Watcher(other, "room:r").join({"user": "watcher"})
+            gone = await tab(owner, "room:r", "U")
+            assert await watcher.next_change() == ("+", "U")
+            proxy.stall()
+            await owner.group_discard("room:r", gone)
+            proxy.drop_all()
+            proxy.resume()
+            assert await watcher.next_change(GRACE + 5) == ("-", "U")
+            assert owner._presence.people.unconfirmed == {}
+        finally:
+            for layer in (owner, other):
+                await layer.close()
 
 
 async def test_a_leave_in_grace_outlives_the_process_that_made_it(layers):

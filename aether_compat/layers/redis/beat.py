@@ -106,7 +106,9 @@ class Beat:
         if not started:
             return
         try:
-            self.execute(self._presence.farewell())
+            for batch in self._presence.farewell():
+                if batch:
+                    self.execute(batch)
             self._leave_pending()
         except REDIS_FAILURES as exc:
             self._on_error(exc)

@@ -57,6 +57,10 @@ class People:
         self.mine: dict[str, dict[str, bytes]] = {}
         """group -> field -> value: memberships this instance made for its own
         channels and plain ones, to announce again when Redis lost them."""
+        self.unconfirmed: dict[str, set[str]] = {}
+        """group -> fields of this instance's leaves that Redis has not confirmed
+        (failed, or cancelled as the process stops): the farewell, or a sweep's
+        repair, takes them out."""
         self.owed: dict[str, set[str]] = {}  # group -> joiners still owed a state
         self.touched: dict[str, int] = {}
         """group -> count of joins and leaves started or ended: a sweep repairs
@@ -153,25 +157,39 @@ class People:
         self.touch(group)
         with self._lock:
             self.owed.get(group, set()).discard(channel)
-            self._forget_mine(group, field)
+            if self._forget_mine(group, field):
+                self.unconfirmed.setdefault(group, set()).add(field)
         options = self._options(group)
         if options.presence_events:
             self.worker.ensure()  # it announces the leave when grace ends
         lua = self.leave_command(group, options, [field], deferred=False)
-        return Leave((group_tag(group), lua), group)
+        return Leave((group_tag(group), lua), group, field)
 
-    def _forget_mine(self, group: str, field: str) -> None:
-        """Drop a membership from `mine` (the caller holds the lock)."""
+    def _forget_mine(self, group: str, field: str) -> bool:
+        """Drop a membership from `mine` (the caller holds the lock); whether
+        it was there."""
         fields = self.mine.get(group)
-        if fields is not None:
-            fields.pop(field, None)
-            if not fields:
-                del self.mine[group]
+        if fields is None or fields.pop(field, None) is None:
+            return False
+        if not fields:
+            del self.mine[group]
+        return True
+
+    def confirm(self, group: str, fields: set[str]) -> None:
+        """Redis no longer holds these fields of `group` (a leave or repair ran)."""
+        with self._lock:
+            left = self.unconfirmed.get(group)
+            if left is not None:
+                left -= fields
+                if not left:
+                    del self.unconfirmed[group]
 
     def left(self, leave: "Leave") -> None:
         """Announce what the leave changed. Without a result (Redis did not take
         it) the sweep takes the stale connection out."""
         self.touch(leave.group)
+        if leave.result is not None:
+            self.confirm(leave.group, {leave.field})
         if leave.result:
             self.worker.queue(leave.group, changes_of(leave.result), None)
 
@@ -255,16 +273,23 @@ class People:
 
     # For the heartbeat (beat.py, on its thread) and the worker
 
-    def own_pairs(self, group: str) -> list[tuple[str, bytes]]:
+    def own_pairs(self, group: str) -> tuple[list[tuple[str, bytes]], set[str]]:
+        """This process's own connections in `group` (field, value), and the
+        fields of its unconfirmed leaves there (a repair with those pairs takes
+        them out)."""
         with self._lock:
             fields = self.mine.get(group, {})
-            return [(f, v) for f, v in fields.items() if f.startswith(self.box + " ")]
+            pairs = [(f, v) for f, v in fields.items() if f.startswith(self.box + " ")]
+            return pairs, set(self.unconfirmed.get(group, ()))
 
     def groups(self) -> list[str]:
+        """The groups a sweep looks at: where this instance has memberships or
+        leaves Redis has not confirmed."""
         with self._lock:
-            for group in [g for g in self.touched if g not in self.mine]:
+            groups = self.mine.keys() | self.unconfirmed.keys()
+            for group in [g for g in self.touched if g not in groups]:
                 del self.touched[group]
-            return list(self.mine)
+            return list(groups)
 
     def touch(self, group: str) -> None:
         with self._lock:
@@ -286,20 +311,25 @@ class People:
     def farewell(self) -> Tagged:
         """Take every membership's metadata out as the process stops; the keys'
         leaves wait in grace (at least until the next sweep of another process),
-        so a user who reconnects elsewhere meanwhile is announced nothing."""
+        so a user who reconnects elsewhere meanwhile is announced nothing.
+        Leaves Redis has not confirmed go too: a stop can cancel them in flight."""
         with self._lock:
             mine, self.mine = self.mine, {}
+            unconfirmed, self.unconfirmed = self.unconfirmed, {}
+        fields = {g: [*f, *unconfirmed.pop(g, ())] for g, f in mine.items()}
+        fields.update((g, list(f)) for g, f in unconfirmed.items())
         return [
             (
                 group_tag(group),
-                self.leave_command(group, self._options(group), list(f), True),
+                self.leave_command(group, self._options(group), f, True),
             )
-            for group, f in mine.items()
+            for group, f in fields.items()
         ]
 
     def forget_all(self) -> None:
         with self._lock:
             self.mine.clear()
+            self.unconfirmed.clear()
             self.owed.clear()
 
 
@@ -322,8 +352,8 @@ class Join:
 class Leave:
     """One group_discard's presence command, and its result once it ran."""
 
-    __slots__ = ("group", "result", "tagged")
+    __slots__ = ("field", "group", "result", "tagged")
 
-    def __init__(self, tagged: Any, group: str) -> None:
-        self.tagged, self.group = tagged, group
+    def __init__(self, tagged: Any, group: str, field: str) -> None:
+        self.tagged, self.group, self.field = tagged, group, field
         self.result: Any = None

@@ -184,19 +184,20 @@ class Worker:
             if due or gone:
                 base = group_base(self.prefix, group)
                 args = [base, now, str(now * 1000), 1, *gone]
-                work.append(
-                    (group, (group_tag(group), script(SETTLE, [base + "pc"], args)))
-                )
-            pairs = people.own_pairs(group)
+                lua = script(SETTLE, [base + "pc"], args)
+                work.append((group, (group_tag(group), lua), None))
+            pairs, unconfirmed = people.own_pairs(group)
             quiet = people.touched.get(group) == touched[group]
             if quiet and counts.get(self.box, 0) != len(pairs):
                 lua = people.join_command(
                     group, people.options_of(group), pairs, own=self.box
                 )
-                work.append((group, (group_tag(group), lua)))
+                work.append((group, (group_tag(group), lua), unconfirmed))
         if work:
             results = await self._connections.execute([w[1] for w in work])
-            for (group, _), result in zip(work, results, strict=True):
+            for (group, _, repaired), result in zip(work, results, strict=True):
+                if repaired:  # the repair took this box's other fields out
+                    people.confirm(group, repaired)
                 flat = result[0] if result and isinstance(result[0], list) else result
                 self.queue(group, changes_of(flat), None)
         if people.owed:

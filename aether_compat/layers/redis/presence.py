@@ -181,11 +181,15 @@ class Presence:
         with self.lock:
             self._announcing = False
 
-    def farewell(self) -> Tagged:
-        """What removes this process from Redis at once: its live key, its members'
-        sets and its place in their groups. Forgets its memberships (plain channels
-        are shared names: theirs stay in Redis until `group_expiry`)."""
-        tagged = [(self.box, command("DEL", self.base + "l"))]
+    def farewell(self) -> list[Tagged]:
+        """What removes this process from Redis at once, as two batches to run one
+        after the other: its members' sets, its place in their groups and its
+        presence connections (their leaves wait in grace); then its live key.
+        In that order another process's sweep never finds this box dead while
+        it still holds connections, which it would announce as leaves at once.
+        Forgets its memberships (plain channels are shared names: theirs stay in
+        Redis until `group_expiry`)."""
+        tagged: Tagged = []
         with self.lock:
             for group in self.memberships:
                 tagged.append((self.box, command("DEL", f"{self.base}m:{group}")))
@@ -196,7 +200,7 @@ class Presence:
             self.plain.clear()
         if self.people is not None:
             tagged += self.people.farewell()
-        return tagged
+        return [tagged, [(self.box, command("DEL", self.base + "l"))]]
 
     def _members_commands(self, group: str, members: dict[str, int]) -> Tagged:
         pairs = [x for token, joined in members.items() for x in (joined, token)]
