@@ -6,6 +6,7 @@ Watchers apply events as /work/spec/presence-internal.md says AetherConsumer
 does, so the tests see what a client would."""
 
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -256,37 +257,44 @@ async def test_a_stopping_process_is_never_dead_while_holding_connections():
     assert max(left) < killed, seen
 
 
+@contextlib.asynccontextmanager
+async def a_leave_lost_in_an_outage(group: str):
+    """A watcher on one layer and user U's tab on another, behind a proxy, whose
+    leave times out in a stall and never reaches Redis. Yields (redis, the
+    owner of U's tab, the other layer, the watcher, U's channel)."""
+    with redis_server() as redis, tcp_proxy(redis.port) as proxy:
+        host = {"address": proxy.url, "socket_timeout": 0.5}
+        owner = new_layer("outage", host)
+        other = new_layer("outage", redis.url)
+        try:
+            watcher = await Watcher(other, group).join({"user": "watcher"})
+            gone = await tab(owner, group, "U")
+            assert await watcher.next_change() == ("+", "U")
+            proxy.stall()  # the leave waits in the proxy; the client times out
+            await owner.group_discard(group, gone)
+            proxy.drop_all()  # and it never reaches Redis
+            proxy.resume()
+            yield redis, owner, other, watcher, gone
+        finally:
+            for layer in (owner, other):
+                await layer.close()
+
+
 @pytest.mark.faults
 async def test_a_leave_redis_did_not_take_goes_with_the_farewell():
     """A user's leave times out in an outage, then the server stops: the farewell
     takes that connection out too, into grace, so the user reconnecting elsewhere
     is announced nothing (left behind, another server's sweep would find it on a
     dead box and announce a leave at once)."""
-    with redis_server() as redis, tcp_proxy(redis.port) as proxy:
-        host = {"address": proxy.url, "socket_timeout": 0.5}
-        stopping = new_layer("unconfirmed", host)
-        other = new_layer("unconfirmed", redis.url)
-        try:
-            watcher = await Watcher(other, "room:u").join({"user": "watcher"})
-            gone = await tab(stopping, "room:u", "U")
-            assert await watcher.next_change() == ("+", "U")
-            proxy.stall()  # the leave waits in the proxy; the client times out
-            await stopping.group_discard("room:u", gone)
-            proxy.drop_all()  # and it never reaches Redis
-            proxy.resume()
-            assert stopping._presence.people.unconfirmed == {
-                "room:u": {field_of(gone)[1]}
-            }
-            await stopping.close()
-            grace = group_base("unconfirmed", "room:u") + "pg"
-            assert redis.client().zscore(grace, "U") is not None
-            await tab(other, "room:u", "U")  # the reload lands on the other server
-            await other.group_discard("room:u", await tab(other, "room:u", "M"))
-            await watcher.until(lambda w: ("-", "M") in w.changes, GRACE + 3)
-            assert watcher.changes == [("+", "U"), ("+", "M"), ("-", "M")]
-        finally:
-            for layer in (stopping, other):
-                await layer.close()
+    async with a_leave_lost_in_an_outage("room:u") as (redis, stopping, other, w, gone):
+        assert stopping._presence.people.unconfirmed == {"room:u": {field_of(gone)[1]}}
+        await stopping.close()
+        grace = group_base("outage", "room:u") + "pg"
+        assert redis.client().zscore(grace, "U") is not None
+        await tab(other, "room:u", "U")  # the reload lands on the other server
+        await other.group_discard("room:u", await tab(other, "room:u", "M"))
+        await w.until(lambda w: ("-", "M") in w.changes, GRACE + 3)
+        assert w.changes == [("+", "U"), ("+", "M"), ("-", "M")]
 
 
 @pytest.mark.faults
@@ -294,23 +302,9 @@ async def test_a_leave_redis_did_not_take_is_repaired_by_the_sweep():
     """The last member of a group on this server leaves in an outage and the
     server lives on: its sweep still looks at that group and takes the stale
     connection out, so the user leaves once, after grace."""
-    with redis_server() as redis, tcp_proxy(redis.port) as proxy:
-        host = {"address": proxy.url, "socket_timeout": 0.5}
-        owner = new_layer("repair", host)
-        other = new_layer("repair", redis.url)
-        try:
-            watcher = await Watcher(other, "room:r").join({"user": "watcher"})
-            gone = await tab(owner, "room:r", "U")
-            assert await watcher.next_change() == ("+", "U")
-            proxy.stall()
-            await owner.group_discard("room:r", gone)
-            proxy.drop_all()
-            proxy.resume()
-            assert await watcher.next_change(GRACE + 5) == ("-", "U")
-            assert owner._presence.people.unconfirmed == {}
-        finally:
-            for layer in (owner, other):
-                await layer.close()
+    async with a_leave_lost_in_an_outage("room:r") as (_, owner, _, watcher, _):
+        assert await watcher.next_change(GRACE + 5) == ("-", "U")
+        assert owner._presence.people.unconfirmed == {}
 
 
 async def test_a_leave_in_grace_outlives_the_process_that_made_it(layers):
