@@ -34,10 +34,9 @@ if TYPE_CHECKING:
     from .people import People
 
 SWEEP_SECONDS = 0.5
-RESYNC_MS = 3000
+RESYNC_MS = 1500
 """After a repair that wrote lost connections back, members get a fresh state
-this much later: by then every live process's sweep wrote its own back too,
-even one backing off after failures (at most 2 s, then a sweep)."""
+this much later: by then every live process's sweep wrote its own back too."""
 Deliver = Callable[[str, dict[str, Any], list[str]], Awaitable[Any]]
 
 
