@@ -23,7 +23,6 @@ from .connections import Command, Connections, script
 from .keys import channel_name, group_tag
 from .people_scripts import JOIN, LEAVE, READ
 from .people_values import (
-    channel_of,
     decode_value,
     encode_value,
     field_of,
@@ -273,15 +272,6 @@ class People:
         return self._options(group)
 
     # For the heartbeat (beat.py, on its thread) and the worker
-
-    def owe_state(self, group: str) -> None:
-        """Every member of `group` on this instance is owed a fresh state: after
-        Redis lost connections, leaves lost with them (keys in grace, users of a
-        process that died meanwhile) are in no diff, and a state drops them."""
-        with self._lock:
-            channels = {channel_of(field) for field in self.mine.get(group, ())}
-            if channels:
-                self.owed.setdefault(group, set()).update(channels)
 
     def own_pairs(self, group: str) -> tuple[list[tuple[str, bytes]], set[str]]:
         """This process's own connections in `group` (field, value), and the

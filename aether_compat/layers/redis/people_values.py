@@ -5,7 +5,7 @@ from typing import Any
 
 from ...presence import Presence
 from .. import codec
-from .keys import channel_name, route
+from .keys import route
 from .util import now_ms
 
 
@@ -29,12 +29,6 @@ def field_of(channel: str) -> tuple[str, str]:
     """(box, field): how a connection is named in its group's `pc` hash."""
     box, token = route(channel)
     return box, box if token is None else f"{box} {token}"
-
-
-def channel_of(field: str) -> str:
-    """The channel a `pc` field names (the inverse of `field_of`)."""
-    box, _, token = field.partition(" ")
-    return channel_name(box, token or None)
 
 
 def seq_floor() -> str:

@@ -8,9 +8,7 @@
   and due leaves are settled by one atomic script, so exactly one process
   announces each; a group where Redis holds another count of this instance's
   connections than it made (Redis lost them, or a join or leave did not reach
-  it) gets them written again, stale ones leaving; where Redis had lost some,
-  this instance's members of the group get a fresh state RESYNC_MS later (leaves
-  lost with the data are in no diff).
+  it) gets them written again, stale ones leaving.
 
 The task runs on the loop of the join that needed it, and starts again on the
 next join's loop if that loop closed.
@@ -34,9 +32,6 @@ if TYPE_CHECKING:
     from .people import People
 
 SWEEP_SECONDS = 0.5
-RESYNC_MS = 1500
-"""After a repair that wrote lost connections back, members get a fresh state
-this much later: by then every live process's sweep wrote its own back too."""
 Deliver = Callable[[str, dict[str, Any], list[str]], Awaitable[Any]]
 
 
@@ -64,7 +59,6 @@ class Worker:
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._failures = 0
-        self._resync: dict[str, int] = {}  # group -> when its members get a state
 
     def ensure(self) -> None:
         """Run the task on this loop unless it runs on a live one."""
@@ -199,8 +193,6 @@ class Worker:
                     group, people.options_of(group), pairs, own=self.box
                 )
                 work.append((group, (group_tag(group), lua), unconfirmed))
-                if counts.get(self.box, 0) < len(pairs):  # Redis lost some
-                    self._resync.setdefault(group, now + RESYNC_MS)
         if work:
             results = await self._connections.execute([w[1] for w in work])
             for (group, _, repaired), result in zip(work, results, strict=True):
@@ -208,9 +200,6 @@ class Worker:
                     people.confirm(group, repaired)
                 flat = result[0] if result and isinstance(result[0], list) else result
                 self.queue(group, changes_of(flat), None)
-        for group in [g for g, at in self._resync.items() if at <= now]:
-            del self._resync[group]
-            people.owe_state(group)
         if people.owed:
             await people.send_owed()
 
