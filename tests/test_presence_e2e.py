@@ -16,7 +16,9 @@ import time
 import pytest
 
 from aether_compat.layers import RedisChannelLayer
+from aether_compat.presence import DIFF_WINDOW
 from tests.support.presence_watch import (
+    LoopLag,
     Member,
     all_until,
     all_until_progressing,
@@ -291,15 +293,29 @@ async def test_a_thousand_joining_at_once_get_at_most_10_diffs_a_second(
     ):
         s = Stage(servers, db_path, redis.url, "crowd")
         try:
-            members, opened_s = await open_members(
-                s.ports, s.group, count, at_once=AT_ONCE, within=150
-            )
-            s.opened += members
-            await all_until_progressing(members, lambda m: m.state is not None, 30)
-            await all_until_progressing(members, lambda m: len(m.members) == count, 30)
+            async with LoopLag() as lag:
+                members, opened_s = await open_members(
+                    s.ports, s.group, count, at_once=AT_ONCE, within=150
+                )
+                s.opened += members
+                await all_until_progressing(members, lambda m: m.state is not None, 30)
+                try:
+                    await all_until_progressing(
+                        members, lambda m: len(m.members) == count, 30
+                    )
+                except AssertionError as exc:
+                    everyone = set().union(*(m.members for m in members))
+                    short = {
+                        m.name: sorted(everyone - m.members.keys())[:5]
+                        for m in members
+                        if len(m.members) != count
+                    }
+                    raise AssertionError(f"{len(everyone)} keys; {short}") from exc
             settled = await s.presence()
             exact = sum(1 for m in members if m.members.keys() == settled.keys())
             peaks = [m.peak_diffs_per_second() for m in members]
+            stamps = [[at for at, _ in m.diffs] for m in members]
+            excess = [lag.excess(times, 10, DIFF_WINDOW) for times in stamps]
             diffs = [len(m.diffs) for m in members]
         finally:
             await s.close_all()
@@ -315,10 +331,13 @@ async def test_a_thousand_joining_at_once_get_at_most_10_diffs_a_second(
         diff_frames_per_member_max=max(diffs),
         diff_frames_per_member_mean=round(sum(diffs) / count, 1),
         members_with_exact_final_state=exact,
+        arrival_stamps_late_up_to_s=round(lag.worst, 3),
     )
     assert len(settled) == count
     assert exact == count
-    assert max(peaks) <= 10, sorted(peaks)[-10:]
+    # Arrival times are stamped by this process, which shares the cores with both
+    # servers: 10 a second at the servers, plus what its busy stretches bunched.
+    assert max(excess) <= 0, (sorted(peaks)[-10:], max(excess), lag.worst)
 
 
 # What anonymous visitors coming and going cost a room

@@ -5,7 +5,10 @@ map they add up to, the bytes each kind of frame cost), and signed-in sessions m
 without a login form (a thousand logins would spend minutes on password hashing)."""
 
 import asyncio
+import bisect
+import contextlib
 import json
+import math
 import subprocess
 import sys
 import time
@@ -69,7 +72,7 @@ class Member:
         self.members: dict[str, list[dict[str, Any]]] = {}
         self.diffs: list[tuple[float, dict[str, Any]]] = []
         self.chat_frames = 0
-        self.frames = 0  # every frame, ours or not: a sign of progress
+        self.frames = 0  # every frame but pings (they come while stuck too): progress
         self.errors: list[dict[str, Any]] = []  # aether.error replies
         self.bytes: Counter[str] = Counter()
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
@@ -154,8 +157,8 @@ class Member:
 
     def _frame(self, data: bytes) -> None:
         frame = json.loads(data)
-        self.frames += 1
         kind = frame.get("type", "")
+        self.frames += kind != "aether.ping"
         self.bytes[kind] += len(data)
         ours = frame.get("group") == self.group
         if ours and kind == STATE:
@@ -230,3 +233,64 @@ async def all_until_progressing(
                 stalled = sum(m.frames for m in members) == seen
                 if stalled or time.monotonic() > deadline:
                     raise
+
+
+class LoopLag:
+    """When and how late this process's event loop ran a 10 ms timer while it was
+    watched. A frame that came in during a busy stretch is stamped when the
+    stretch ends, so frames written DIFF_WINDOW apart can seem closer."""
+
+    TICK = 0.01
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []  # (fired at, how late)
+        self.worst = 0.0
+        self._fired: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> "LoopLag":
+        self._task = asyncio.create_task(self._watch())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._fired = [at for at, _ in self.samples]
+        self.worst = max((late for _, late in self.samples), default=0.0)
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            planned = loop.time() + self.TICK
+            await asyncio.sleep(self.TICK)  # a clock to be late to, not a wait
+            now = loop.time()
+            self.samples.append((time.monotonic(), now - planned))
+
+    def late_during(self, start: float, end: float) -> float:
+        """The longest busy stretch that touched [start, end] (monotonic), once
+        the watch ended."""
+        low = bisect.bisect_left(self._fired, start)
+        high = bisect.bisect_right(self._fired, end + self.worst + self.TICK)
+        return max(
+            (
+                late
+                for at, late in self.samples[low:high]
+                if at - late - self.TICK <= end
+            ),
+            default=0.0,
+        )
+
+    def excess(self, stamps: list[float], per_second: int, window: float) -> int:
+        """How many more frames than `per_second` (written at least `window`
+        apart) any one second of `stamps` holds, beyond what the loop's busy
+        stretches in that second could bunch up; 0 or less when none."""
+        worst, first = -per_second, 0
+        for last, at in enumerate(stamps):
+            while at - stamps[first] >= 1.0:
+                first += 1
+            late = self.late_during(stamps[first], at)
+            allowed = per_second + math.ceil(late / window)
+            worst = max(worst, last - first + 1 - allowed)
+        return worst

@@ -7,8 +7,9 @@ Each beat renews the live key; if it was gone (Redis restarted, or the process w
 cut off longer than `presence_timeout`), a join failed to reach Redis, or it is time
 to refresh the join times of members still in use (every `group_expiry / 3`), it
 announces every membership again. Then it retries the discards Redis did not take,
-at the backoff pace while Redis fails. The thread starts on first use, ends with
-`finish()` (close, exit, SIGTERM: see lifecycle.py), or when its layer is collected.
+at the backoff pace while Redis fails (never slower than the beat itself). The
+thread starts on first use, ends with `finish()` (close, exit, SIGTERM: see
+lifecycle.py), or when its layer is collected.
 """
 
 import concurrent.futures
@@ -132,7 +133,9 @@ class Beat:
             self._failures += 1
             self._on_error(exc)
             logger.warning("presence heartbeat failed: %r", exc)
-            return backoff(self._failures)
+            # Never slower than a normal beat: with a short presence_timeout a
+            # 2 s backoff would let the live key expire once Redis is back.
+            return min(backoff(self._failures), presence.interval)
         self._failures = 0
         return min(presence.interval, self._refresh_s)
 
