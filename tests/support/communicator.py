@@ -7,6 +7,7 @@ from typing import Any
 from channels.testing import WebsocketCommunicator
 
 V1 = "aether.v1"
+CONNECT_SECONDS = 10
 
 
 async def open_ws(
@@ -23,7 +24,9 @@ async def open_ws(
     )
     ws.scope["user"] = user
     ws.scope["url_route"] = {"kwargs": {"groups": list(groups)}}
-    connected, _ = await ws.connect()
+    # Connecting joins the groups first (on Redis, with history): under load that
+    # can take longer than the communicator's default of 1 s.
+    connected, _ = await ws.connect(timeout=CONNECT_SECONDS)
     assert connected
     return ws
 
