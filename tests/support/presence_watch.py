@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,15 +121,14 @@ class Member:
     def first_leave_at(self, key: str) -> float | None:
         return next((at for at, d in self.diffs if key in d["leaves"]), None)
 
+    @property
+    def diff_stamps(self) -> list[float]:
+        """When each diff frame arrived (monotonic), in order."""
+        return [at for at, _ in self.diffs]
+
     def peak_diffs_per_second(self) -> int:
         """The most diff frames that arrived within any one second."""
-        times = [at for at, _ in self.diffs]
-        peak, first = 0, 0
-        for last, at in enumerate(times):
-            while at - times[first] >= 1.0:
-                first += 1
-            peak = max(peak, last - first + 1)
-        return peak
+        return max((n for n, _, _ in seconds_of(self.diff_stamps)), default=0)
 
     async def until(self, predicate: Callable[[], bool], within: float) -> None:
         """Wait until `predicate()` holds, checked on every frame."""
@@ -286,11 +285,18 @@ class LoopLag:
         """How many more frames than `per_second` (written at least `window`
         apart) any one second of `stamps` holds, beyond what the loop's busy
         stretches in that second could bunch up; 0 or less when none."""
-        worst, first = -per_second, 0
-        for last, at in enumerate(stamps):
-            while at - stamps[first] >= 1.0:
-                first += 1
-            late = self.late_during(stamps[first], at)
-            allowed = per_second + math.ceil(late / window)
-            worst = max(worst, last - first + 1 - allowed)
+        worst = -per_second
+        for count, start, end in seconds_of(stamps):
+            allowed = per_second + math.ceil(self.late_during(start, end) / window)
+            worst = max(worst, count - allowed)
         return worst
+
+
+def seconds_of(stamps: list[float]) -> Iterator[tuple[int, float, float]]:
+    """For each stamp, the stamps within the second up to it: (how many, the
+    first's time, its own time)."""
+    first = 0
+    for last, at in enumerate(stamps):
+        while at - stamps[first] >= 1.0:
+            first += 1
+        yield last - first + 1, stamps[first], at

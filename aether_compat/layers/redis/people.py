@@ -316,12 +316,13 @@ class People:
         with self._lock:
             mine, self.mine = self.mine, {}
             unconfirmed, self.unconfirmed = self.unconfirmed, {}
-        fields = {g: [*f, *unconfirmed.pop(g, ())] for g, f in mine.items()}
-        fields.update((g, list(f)) for g, f in unconfirmed.items())
+        fields = {group: set(f) for group, f in mine.items()}
+        for group, f in unconfirmed.items():
+            fields.setdefault(group, set()).update(f)
         return [
             (
                 group_tag(group),
-                self.leave_command(group, self._options(group), f, True),
+                self.leave_command(group, self._options(group), sorted(f), True),
             )
             for group, f in fields.items()
         ]
